@@ -1,0 +1,984 @@
+//! Compile `.py` sources into pycs with the target interpreter itself.
+//!
+//! Only the target interpreter knows its own bytecode format, so the pool
+//! runs N long-lived `python -c WORKER_SCRIPT` processes (starting Python
+//! per file would cost more than compiling it) and feeds them batches of
+//! jobs over a line protocol on stdin/stdout.
+//!
+//! The pycs are PEP 552 *unchecked-hash* pycs (flags = 0b01): the importer
+//! never stats or reads the source to validate them, which is what a
+//! read-only mount needs (nothing is ever recompiled or rewritten), and
+//! since `co_filename` is fixed up on load, one pyc per (source bytes,
+//! interpreter) is valid at every path the source is served under.
+//!
+//! Protocol (one worker): the worker prints `ready <magic hex> <cache_tag>`
+//! once. Each request is a line `<count>` followed by `count` lines
+//! `source NUL display NUL output`. The worker reads the whole batch before
+//! answering (so writing a large batch can never deadlock against unread
+//! replies), then answers one line per job, in order: `ok`, `err <message>`
+//! (the source does not compile) or `io <message>` (reading the source or
+//! writing the pyc failed).
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::interpreter::Interpreter;
+
+/// Most jobs sent to one worker in one round trip: big enough to amortise
+/// the round trip, small enough to balance work across workers.
+const MAX_BATCH: usize = 32;
+
+/// Bytes of a worker's stderr kept for crash reports.
+const STDERR_TAIL: usize = 4096;
+
+/// How long a worker gets to exit after its stdin is closed before it is
+/// killed (an idle worker exits at once).
+const REAP_GRACE: Duration = Duration::from_secs(5);
+
+/// The worker. Kept small and dependency-free: only modules that are part
+/// of every CPython (3.8+). Replies are flushed per job so that a crash
+/// can be pinned on the job that caused it.
+const WORKER_SCRIPT: &str = r#"
+import sys
+if sys.path and sys.path[0] in ("", "."):
+    del sys.path[0]
+import os
+import marshal
+import warnings
+from importlib.util import MAGIC_NUMBER, source_hash
+try:
+    from importlib._bootstrap_external import _code_to_hash_pyc
+except ImportError:
+    _code_to_hash_pyc = None
+
+warnings.simplefilter("ignore")
+
+
+def to_pyc(code, data):
+    if _code_to_hash_pyc is not None:
+        return _code_to_hash_pyc(code, source_hash(data), False)
+    return (MAGIC_NUMBER + b"\x01\x00\x00\x00" + source_hash(data)
+            + marshal.dumps(code))
+
+
+def create(tmp, dst):
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+    try:
+        return os.open(tmp, flags, 0o444)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(dst) or b".", exist_ok=True)
+        return os.open(tmp, flags, 0o444)
+    except PermissionError:
+        os.unlink(tmp)
+        return os.open(tmp, flags, 0o444)
+
+
+def write_atomic(dst, pyc, suffix):
+    tmp = dst + suffix
+    fd = create(tmp, dst)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(pyc)
+        os.replace(tmp, dst)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def one_line(exc):
+    text = "%s: %s" % (type(exc).__name__, exc)
+    if isinstance(exc, SyntaxError) and exc.filename:
+        text = "%s: %s (%s, line %s)" % (
+            type(exc).__name__, exc.msg, exc.filename, exc.lineno)
+    text = " ".join(text.split())
+    return text.encode("utf-8", "replace")[:500]
+
+
+def run(line, suffix):
+    src, dfile, dst = line.split(b"\0")
+    try:
+        with open(src, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        return b"io " + one_line(exc)
+    try:
+        code = compile(data, dfile.decode("utf-8", "surrogateescape"), "exec",
+                       dont_inherit=True, optimize=0)
+        pyc = to_pyc(code, data)
+    except Exception as exc:
+        return b"err " + one_line(exc)
+    try:
+        write_atomic(dst, pyc, suffix)
+    except OSError as exc:
+        return b"io " + one_line(exc)
+    return b"ok"
+
+
+def main():
+    rd, wr = sys.stdin.buffer, sys.stdout.buffer
+    suffix = b".tmp.%d" % os.getpid()
+    tag = sys.implementation.cache_tag or "none"
+    wr.write(b"ready %s %s\n" % (MAGIC_NUMBER.hex().encode(), tag.encode()))
+    wr.flush()
+    while True:
+        header = rd.readline()
+        if not header:
+            return
+        lines = [rd.readline().rstrip(b"\n") for _ in range(int(header))]
+        for line in lines:
+            wr.write(run(line, suffix) + b"\n")
+            wr.flush()
+
+
+main()
+"#;
+
+/// Why compiling could not proceed. Per-file compile errors are not
+/// errors: they are [`CompileOutcome::Failed`].
+#[derive(Debug, thiserror::Error)]
+pub enum BytecodeError {
+    /// The worker process could not be started.
+    #[error("cannot start bytecode compiler `{python}`: {source}")]
+    Spawn {
+        python: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A worker started but did not introduce itself as expected.
+    #[error("bytecode compiler `{python}` failed to start: {detail}")]
+    Handshake { python: PathBuf, detail: String },
+    /// A job cannot be expressed in the line protocol.
+    #[error("cannot compile {path:?}: a path contains a newline or NUL byte")]
+    InvalidPath { path: String },
+    /// A worker exited (or its pipes broke) while it had work.
+    #[error("bytecode compiler `{python}` (pid {pid}) died {context}: {detail}")]
+    WorkerDied {
+        python: PathBuf,
+        pid: u32,
+        context: String,
+        detail: String,
+    },
+    /// A worker answered something that is not part of the protocol.
+    #[error("bytecode compiler `{python}` sent an unexpected reply: {reply:?}")]
+    Protocol { python: PathBuf, reply: String },
+    /// Reading a source or writing a pyc failed (not a compile error: the
+    /// pyc set would silently be incomplete, so this stops the call).
+    #[error("compiling `{path}` with `{python}`: {detail}")]
+    JobIo {
+        python: PathBuf,
+        path: String,
+        detail: String,
+    },
+    /// Every worker died and none could be restarted.
+    #[error("no bytecode compiler workers left for `{python}` (all crashed and restarts failed)")]
+    NoWorkers { python: PathBuf },
+}
+
+/// One source to compile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileJob {
+    /// File to read the source bytes from.
+    pub source: PathBuf,
+    /// Name compiled into the code object (`co_filename` until the import
+    /// system fixes it up) and shown in errors, e.g. "numpy/__init__.py".
+    pub display_path: String,
+    /// Where the pyc goes. Parent directories are created; the file is
+    /// written under a temporary name in the same directory and renamed,
+    /// so readers never see a partial pyc. Mode 0444.
+    pub output: PathBuf,
+}
+
+/// What happened to one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompileOutcome {
+    /// The pyc was written.
+    Compiled,
+    /// The source does not compile (SyntaxError and the like), one line.
+    /// No pyc was written; Python will compile (and fail) at import time.
+    Failed(String),
+}
+
+/// Replies of the batches one thread ran, keyed by batch index.
+type BatchReplies = Vec<(usize, Vec<Reply>)>;
+
+/// A reply line, before IO failures are turned into errors.
+enum Reply {
+    Ok,
+    Err(String),
+    Io(String),
+}
+
+/// A pool of long-lived compiler processes of one interpreter. Cheap to
+/// share: `compile` takes `&self` and may be called from many threads at
+/// once; every call spreads its jobs over all idle workers.
+pub struct CompilerPool {
+    python: PathBuf,
+    cache_tag: String,
+    size: usize,
+    state: Mutex<PoolState>,
+    idle_changed: Condvar,
+}
+
+/// Workers not currently running a batch, and how many exist in total.
+struct PoolState {
+    idle: Vec<Worker>,
+    live: usize,
+}
+
+impl CompilerPool {
+    /// Start `workers` worker processes (at least one) running
+    /// `interp.executable`, and check that each speaks for `interp`.
+    pub fn start(interp: &Interpreter, workers: usize) -> Result<Self, BytecodeError> {
+        let size = workers.max(1);
+        let python = interp.executable.clone();
+        let spawned: Vec<Worker> = (0..size)
+            .map(|_| Worker::spawn(&python))
+            .collect::<Result<_, _>>()?;
+        let mut idle = Vec::with_capacity(size);
+        for mut worker in spawned {
+            worker.handshake(&interp.cache_tag)?;
+            idle.push(worker);
+        }
+        Ok(CompilerPool {
+            python,
+            cache_tag: interp.cache_tag.clone(),
+            size,
+            state: Mutex::new(PoolState { idle, live: size }),
+            idle_changed: Condvar::new(),
+        })
+    }
+
+    /// Compile `jobs`; outcomes come back in job order. Fails as a whole on
+    /// an invalid path, a source/output IO error, or a worker crash (the
+    /// crashed worker is replaced for later calls).
+    pub fn compile(&self, jobs: &[CompileJob]) -> Result<Vec<CompileOutcome>, BytecodeError> {
+        let lines = jobs.iter().map(encode_job).collect::<Result<Vec<_>, _>>()?;
+        let batch = jobs.len().div_ceil(self.size * 4).clamp(1, MAX_BATCH);
+        let batches: Vec<&[Vec<u8>]> = lines.chunks(batch).collect();
+        let run = BatchRun {
+            pool: self,
+            batches: &batches,
+            next: AtomicUsize::new(0),
+            abort: AtomicBool::new(false),
+        };
+        let threads = self.size.min(batches.len());
+        let results = if threads <= 1 {
+            vec![run.drive()]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..threads).map(|_| s.spawn(|| run.drive())).collect();
+                handles.into_iter().map(join_scoped).collect()
+            })
+        };
+        self.collect(jobs, batch, results)
+    }
+
+    /// The interpreter's `cache_tag` (e.g. "cpython-311"), confirmed by
+    /// every worker at start.
+    pub fn cache_tag(&self) -> &str {
+        &self.cache_tag
+    }
+
+    /// The interpreter binary the workers run.
+    pub fn python(&self) -> &Path {
+        &self.python
+    }
+
+    /// Number of worker processes.
+    pub fn workers(&self) -> usize {
+        self.size
+    }
+
+    /// Merge per-thread results into job order, surfacing the first error.
+    fn collect(
+        &self,
+        jobs: &[CompileJob],
+        batch: usize,
+        results: Vec<Result<BatchReplies, BytecodeError>>,
+    ) -> Result<Vec<CompileOutcome>, BytecodeError> {
+        let mut replies: Vec<Option<Reply>> = (0..jobs.len()).map(|_| None).collect();
+        for result in results {
+            for (index, batch_replies) in result? {
+                for (offset, reply) in batch_replies.into_iter().enumerate() {
+                    replies[index * batch + offset] = Some(reply);
+                }
+            }
+        }
+        jobs.iter()
+            .zip(replies)
+            .map(|(job, reply)| self.outcome(job, reply))
+            .collect()
+    }
+
+    /// Turn one reply into an outcome (IO failures become errors).
+    fn outcome(
+        &self,
+        job: &CompileJob,
+        reply: Option<Reply>,
+    ) -> Result<CompileOutcome, BytecodeError> {
+        match reply {
+            Some(Reply::Ok) => Ok(CompileOutcome::Compiled),
+            Some(Reply::Err(message)) => Ok(CompileOutcome::Failed(message)),
+            Some(Reply::Io(detail)) => Err(BytecodeError::JobIo {
+                python: self.python.clone(),
+                path: job.display_path.clone(),
+                detail,
+            }),
+            None => Err(BytecodeError::Protocol {
+                python: self.python.clone(),
+                reply: format!("no reply for `{}`", job.display_path),
+            }),
+        }
+    }
+
+    /// Lock the pool state, surviving a poisoned lock (the state is a
+    /// plain list and stays consistent).
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Take an idle worker, waiting for one if all are busy.
+    fn checkout(&self) -> Result<Worker, BytecodeError> {
+        let mut state = self.lock();
+        loop {
+            if let Some(worker) = state.idle.pop() {
+                return Ok(worker);
+            }
+            if state.live == 0 {
+                return Err(BytecodeError::NoWorkers {
+                    python: self.python.clone(),
+                });
+            }
+            state = self
+                .idle_changed
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Give a healthy worker back.
+    fn checkin(&self, worker: Worker) {
+        self.lock().idle.push(worker);
+        self.idle_changed.notify_one();
+    }
+
+    /// Replace a worker that failed; if no replacement starts, the pool
+    /// shrinks (and callers waiting on an empty pool are told).
+    fn replace(&self) {
+        match Worker::spawn(&self.python).and_then(|mut w| {
+            w.handshake(&self.cache_tag)?;
+            Ok(w)
+        }) {
+            Ok(worker) => self.checkin(worker),
+            Err(e) => {
+                log::warn!("could not restart bytecode compiler: {e}");
+                self.lock().live -= 1;
+                self.idle_changed.notify_all();
+            }
+        }
+    }
+}
+
+impl Drop for CompilerPool {
+    /// Close every worker's stdin and wait for it to exit.
+    fn drop(&mut self) {
+        let mut workers = std::mem::take(&mut self.lock().idle);
+        for worker in &mut workers {
+            worker.stdin = None; // all exit in parallel, then each is reaped
+        }
+        drop(workers);
+    }
+}
+
+/// Shared state of one `compile` call: batches are claimed in order by
+/// whichever thread is free, so fast workers take more.
+struct BatchRun<'a> {
+    pool: &'a CompilerPool,
+    batches: &'a [&'a [Vec<u8>]],
+    next: AtomicUsize,
+    abort: AtomicBool,
+}
+
+impl BatchRun<'_> {
+    /// Claim and run batches until none are left or another thread failed.
+    fn drive(&self) -> Result<BatchReplies, BytecodeError> {
+        let mut done = Vec::new();
+        while !self.abort.load(Ordering::Relaxed) {
+            let index = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(batch) = self.batches.get(index) else {
+                break;
+            };
+            match self.run_one(batch) {
+                Ok(replies) => done.push((index, replies)),
+                Err(e) => {
+                    self.abort.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Run one batch on a checked-out worker; a failed worker is replaced.
+    fn run_one(&self, batch: &[Vec<u8>]) -> Result<Vec<Reply>, BytecodeError> {
+        let mut worker = self.pool.checkout()?;
+        match worker.run_batch(batch) {
+            Ok(replies) => {
+                self.pool.checkin(worker);
+                Ok(replies)
+            }
+            Err(e) => {
+                worker.kill();
+                self.pool.replace();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Join a scoped thread, re-raising its panic.
+fn join_scoped<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    match handle.join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// Encode a job as a protocol line (without the newline).
+fn encode_job(job: &CompileJob) -> Result<Vec<u8>, BytecodeError> {
+    let fields = [
+        job.source.as_os_str().as_bytes(),
+        job.display_path.as_bytes(),
+        job.output.as_os_str().as_bytes(),
+    ];
+    if fields.iter().any(|f| f.contains(&b'\n') || f.contains(&0)) {
+        return Err(BytecodeError::InvalidPath {
+            path: job.display_path.clone(),
+        });
+    }
+    Ok(fields.join(&0u8))
+}
+
+/// `<stem>.<cache_tag>.pyc`, the file name of a pyc inside `__pycache__`
+/// (e.g. `pyc_name("mod", "cpython-311")` is "mod.cpython-311.pyc").
+pub fn pyc_name(stem: &str, cache_tag: &str) -> String {
+    format!("{stem}.{cache_tag}.pyc")
+}
+
+/// One worker process and its pipes.
+struct Worker {
+    python: PathBuf,
+    child: Child,
+    /// `None` once closed (so `Drop` can close it before waiting).
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    stderr_tail: Arc<Mutex<Vec<u8>>>,
+    stderr_thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Start `python -s -S -B -c WORKER_SCRIPT`. Instead of `-E`, `PYTHON*`
+    /// variables are removed so that `PYTHONHASHSEED=0` can be set: it makes
+    /// the marshalled set/frozenset constants, and so the pycs, stable.
+    fn spawn(python: &Path) -> Result<Worker, BytecodeError> {
+        let mut cmd = Command::new(python);
+        cmd.args(["-s", "-S", "-B", "-c", WORKER_SCRIPT]);
+        for (key, _) in std::env::vars_os() {
+            if key.as_bytes().starts_with(b"PYTHON") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("PYTHONHASHSEED", "0");
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|source| BytecodeError::Spawn {
+            python: python.to_owned(),
+            source,
+        })?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(BytecodeError::Spawn {
+                python: python.to_owned(),
+                source: io::Error::other("child process has no pipes"),
+            });
+        };
+        let stderr_tail = Arc::new(Mutex::new(Vec::new()));
+        let stderr_thread = spawn_stderr_drain(stderr, Arc::clone(&stderr_tail));
+        Ok(Worker {
+            python: python.to_owned(),
+            child,
+            stdin: Some(stdin),
+            stdout: BufReader::new(stdout),
+            stderr_tail,
+            stderr_thread,
+        })
+    }
+
+    /// Read the `ready` line and check the worker's cache tag.
+    fn handshake(&mut self, cache_tag: &str) -> Result<(), BytecodeError> {
+        let line = match self.read_line() {
+            Ok(Some(line)) => line,
+            Ok(None) | Err(_) => return Err(self.died("at start-up")),
+        };
+        let words: Vec<&str> = line.split(' ').collect();
+        match words.as_slice() {
+            ["ready", _magic, tag] if *tag == cache_tag => Ok(()),
+            ["ready", _magic, tag] => Err(BytecodeError::Handshake {
+                python: self.python.clone(),
+                detail: format!("its cache_tag is `{tag}`, the probe said `{cache_tag}`"),
+            }),
+            _ => Err(BytecodeError::Handshake {
+                python: self.python.clone(),
+                detail: format!("unexpected greeting {line:?}"),
+            }),
+        }
+    }
+
+    /// Send one batch and read one reply per job.
+    fn run_batch(&mut self, batch: &[Vec<u8>]) -> Result<Vec<Reply>, BytecodeError> {
+        if self.send(batch).is_err() {
+            return Err(self.died(&job_context(batch, 0)));
+        }
+        let mut replies = Vec::with_capacity(batch.len());
+        for index in 0..batch.len() {
+            match self.read_line() {
+                Ok(Some(line)) => replies.push(self.parse_reply(line)?),
+                Ok(None) | Err(_) => return Err(self.died(&job_context(batch, index))),
+            }
+        }
+        Ok(replies)
+    }
+
+    /// Write a whole batch (header + job lines) in one go.
+    fn send(&mut self, batch: &[Vec<u8>]) -> io::Result<()> {
+        let size: usize = batch.iter().map(|l| l.len() + 1).sum();
+        let mut buf = Vec::with_capacity(size + 8);
+        buf.extend_from_slice(format!("{}\n", batch.len()).as_bytes());
+        for line in batch {
+            buf.extend_from_slice(line);
+            buf.push(b'\n');
+        }
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        stdin.write_all(&buf)?;
+        stdin.flush()
+    }
+
+    /// Next line from the worker without its newline; `None` at EOF.
+    fn read_line(&mut self) -> io::Result<Option<String>> {
+        let mut line = Vec::new();
+        if self.stdout.read_until(b'\n', &mut line)? == 0 || line.last() != Some(&b'\n') {
+            return Ok(None);
+        }
+        line.pop();
+        Ok(Some(String::from_utf8_lossy(&line).into_owned()))
+    }
+
+    /// Parse `ok` / `err MSG` / `io MSG`.
+    fn parse_reply(&self, line: String) -> Result<Reply, BytecodeError> {
+        if line == "ok" {
+            Ok(Reply::Ok)
+        } else if let Some(msg) = line.strip_prefix("err ") {
+            Ok(Reply::Err(msg.to_owned()))
+        } else if let Some(msg) = line.strip_prefix("io ") {
+            Ok(Reply::Io(msg.to_owned()))
+        } else {
+            Err(BytecodeError::Protocol {
+                python: self.python.clone(),
+                reply: line,
+            })
+        }
+    }
+
+    /// Build the crash error: reap the process, then report its exit
+    /// status and the last line of its stderr.
+    fn died(&mut self, context: &str) -> BytecodeError {
+        let status = self.reap();
+        BytecodeError::WorkerDied {
+            python: self.python.clone(),
+            pid: self.child.id(),
+            context: context.to_owned(),
+            detail: crash_detail(status, &self.stderr_tail),
+        }
+    }
+}
+
+impl Worker {
+    /// Close stdin and wait for the process, killing it if it has not
+    /// exited after [`REAP_GRACE`] (it may be mid-batch or wedged).
+    fn reap(&mut self) -> io::Result<ExitStatus> {
+        self.stdin = None;
+        let deadline = Instant::now() + REAP_GRACE;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break Ok(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Ok(None) => {
+                    let _ = self.child.kill();
+                    break self.child.wait();
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        if let Some(thread) = self.stderr_thread.take() {
+            let _ = thread.join();
+        }
+        status
+    }
+
+    /// Stop a worker whose state is unknown after an error.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.reap();
+    }
+}
+
+impl Drop for Worker {
+    /// Closing stdin makes the worker's read loop end; then reap it.
+    fn drop(&mut self) {
+        let _ = self.reap();
+    }
+}
+
+/// "while compiling `display`" for job `index` of a batch.
+fn job_context(batch: &[Vec<u8>], index: usize) -> String {
+    let display = batch
+        .get(index)
+        .and_then(|line| line.split(|&b| b == 0).nth(1))
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    format!("while compiling `{display}`")
+}
+
+/// Exit status plus the last stderr line, e.g. "signal: 9 (SIGKILL)" or
+/// "exit status: 1; MemoryError".
+fn crash_detail(status: io::Result<ExitStatus>, tail: &Mutex<Vec<u8>>) -> String {
+    let status = match status {
+        Ok(s) => s.to_string(),
+        Err(e) => format!("cannot reap it: {e}"),
+    };
+    let tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+    let text = String::from_utf8_lossy(&tail);
+    match text.lines().map(str::trim).rfind(|l| !l.is_empty()) {
+        Some(last) => format!("{status}; {last}"),
+        None => status,
+    }
+}
+
+/// Keep draining a worker's stderr (so it can never block on a full pipe),
+/// remembering the last [`STDERR_TAIL`] bytes for crash reports.
+fn spawn_stderr_drain(
+    mut stderr: std::process::ChildStderr,
+    tail: Arc<Mutex<Vec<u8>>>,
+) -> Option<JoinHandle<()>> {
+    let drain = move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+            tail.extend_from_slice(&buf[..n]);
+            let excess = tail.len().saturating_sub(STDERR_TAIL);
+            tail.drain(..excess);
+        }
+    };
+    std::thread::Builder::new()
+        .name("pyc-stderr".into())
+        .spawn(drain)
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+    use std::fs;
+    use std::process::Command;
+    use std::sync::OnceLock;
+
+    fn python3() -> &'static Interpreter {
+        static INTERP: OnceLock<Interpreter> = OnceLock::new();
+        INTERP.get_or_init(|| Interpreter::probe(OsStr::new("python3")).expect("probe python3"))
+    }
+
+    fn job(source: &Path, display: &str, output: &Path) -> CompileJob {
+        CompileJob {
+            source: source.to_owned(),
+            display_path: display.to_owned(),
+            output: output.to_owned(),
+        }
+    }
+
+    fn flags(pyc: &Path) -> u32 {
+        let bytes = fs::read(pyc).expect("read pyc");
+        u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"))
+    }
+
+    #[test]
+    fn pyc_names() {
+        assert_eq!(pyc_name("mod", "cpython-311"), "mod.cpython-311.pyc");
+        assert_eq!(
+            pyc_name("__init__", "cpython-313"),
+            "__init__.cpython-313.pyc"
+        );
+    }
+
+    #[test]
+    fn compiles_good_and_reports_bad() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = dir.path().join("good.py");
+        let bad = dir.path().join("bad.py");
+        fs::write(&good, "x = {'a', 'b'}\n").expect("write");
+        fs::write(&bad, "def f(:\n").expect("write");
+        let out_good = dir.path().join("out/deep/good.pyc");
+        let out_bad = dir.path().join("out/bad.pyc");
+        let pool = CompilerPool::start(python3(), 2).expect("start");
+        assert_eq!(pool.cache_tag(), python3().cache_tag);
+        let outcomes = pool
+            .compile(&[
+                job(&good, "pkg/good.py", &out_good),
+                job(&bad, "pkg/bad.py", &out_bad),
+            ])
+            .expect("compile");
+        assert_eq!(outcomes[0], CompileOutcome::Compiled);
+        match &outcomes[1] {
+            CompileOutcome::Failed(msg) => {
+                assert!(msg.starts_with("SyntaxError: "), "{msg}");
+                assert!(msg.contains("pkg/bad.py"), "{msg}");
+                assert!(!msg.contains('\n'));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(flags(&out_good), 0b01, "hash-based, unchecked");
+        let bytes = fs::read(&out_good).expect("read");
+        assert_eq!(hex::encode(&bytes[..4]), python3().magic_number);
+        assert!(!out_bad.exists());
+        let leftovers: Vec<_> = fs::read_dir(dir.path().join("out/deep"))
+            .expect("readdir")
+            .collect();
+        assert_eq!(leftovers.len(), 1, "no temp files left behind");
+    }
+
+    #[test]
+    fn empty_call_and_invalid_paths() {
+        let pool = CompilerPool::start(python3(), 1).expect("start");
+        assert!(pool.compile(&[]).expect("empty").is_empty());
+        let bad = job(Path::new("a\nb.py"), "a\nb.py", Path::new("x.pyc"));
+        let err = pool.compile(&[bad]).unwrap_err();
+        assert!(matches!(err, BytecodeError::InvalidPath { .. }), "{err}");
+    }
+
+    #[test]
+    fn missing_source_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = CompilerPool::start(python3(), 1).expect("start");
+        let missing = job(
+            &dir.path().join("nope.py"),
+            "nope.py",
+            &dir.path().join("n.pyc"),
+        );
+        let err = pool.compile(&[missing]).unwrap_err();
+        assert!(matches!(err, BytecodeError::JobIo { .. }), "{err}");
+        assert!(err.to_string().contains("FileNotFoundError"), "{err}");
+    }
+
+    /// Python must load our pyc from `__pycache__` without recompiling it,
+    /// even though the source's mtime is unrelated to the pyc.
+    #[test]
+    fn python_imports_the_unchecked_pyc() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pkg = dir.path().join("pkg");
+        fs::create_dir(&pkg).expect("mkdir");
+        let source = pkg.join("mod.py");
+        fs::write(&source, "VALUE = 42\n").expect("write");
+        let tag = python3().cache_tag.clone();
+        let pyc = pkg.join("__pycache__").join(pyc_name("mod", &tag));
+        let pool = CompilerPool::start(python3(), 1).expect("start");
+        let outcomes = pool
+            .compile(&[job(&source, "mod.py", &pyc)])
+            .expect("compile");
+        assert_eq!(outcomes, vec![CompileOutcome::Compiled]);
+        let before = fs::metadata(&pyc)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        // Make the source look newer than the pyc: a timestamp pyc would
+        // now be stale, an unchecked-hash pyc is still used.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(&source, "VALUE = 42\n").expect("touch");
+        let out = Command::new(&python3().executable)
+            .args(["-v", "-c", "import mod; print(mod.VALUE)"])
+            .env("PYTHONPATH", &pkg)
+            .env_remove("PYTHONDONTWRITEBYTECODE")
+            .output()
+            .expect("run python");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+        let pyc_str = pyc.display().to_string();
+        assert!(stderr.contains(&format!("# {pyc_str} matches")), "{stderr}");
+        assert!(stderr.contains(&format!("# code object from '{pyc_str}'")));
+        let after = fs::metadata(&pyc)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        assert_eq!(before, after, "python rewrote the pyc");
+    }
+
+    #[test]
+    fn concurrent_callers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = CompilerPool::start(python3(), 2).expect("start");
+        let mut all = Vec::new();
+        for i in 0..200 {
+            let src = dir.path().join(format!("m{i}.py"));
+            let text = if i % 17 == 0 {
+                "if\n".to_owned()
+            } else {
+                format!("X = {i}\n")
+            };
+            fs::write(&src, text).expect("write");
+            all.push(job(
+                &src,
+                &format!("m{i}.py"),
+                &dir.path().join(format!("out/{}/m{i}.pyc", i % 7)),
+            ));
+        }
+        std::thread::scope(|s| {
+            for chunk in all.chunks(50) {
+                let pool = &pool;
+                s.spawn(move || {
+                    let outcomes = pool.compile(chunk).expect("compile");
+                    assert_eq!(outcomes.len(), chunk.len());
+                    for (job, outcome) in chunk.iter().zip(outcomes) {
+                        let bad = job
+                            .display_path
+                            .trim_start_matches('m')
+                            .trim_end_matches(".py");
+                        let expect_fail = bad.parse::<usize>().expect("index") % 17 == 0;
+                        assert_eq!(matches!(outcome, CompileOutcome::Failed(_)), expect_fail);
+                        assert_eq!(job.output.exists(), !expect_fail);
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn worker_crash_is_reported_and_pool_recovers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = CompilerPool::start(python3(), 1).expect("start");
+        let pid = {
+            let state = pool.lock();
+            state.idle[0].child.id()
+        };
+        let killed = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        assert!(killed.expect("kill").success());
+        let src = dir.path().join("a.py");
+        fs::write(&src, "A = 1\n").expect("write");
+        let jobs = [job(&src, "a.py", &dir.path().join("a.pyc"))];
+        let err = pool.compile(&jobs).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, BytecodeError::WorkerDied { .. }), "{text}");
+        assert!(
+            text.contains(&python3().executable.display().to_string()),
+            "{text}"
+        );
+        assert!(text.contains("a.py"), "{text}");
+        assert_eq!(
+            pool.compile(&jobs).expect("recovered"),
+            vec![CompileOutcome::Compiled]
+        );
+    }
+
+    /// Throughput on the interpreter's own stdlib; run with
+    /// `cargo test --release --lib bytecode -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn stdlib_throughput() {
+        let stdlib = PathBuf::from(&python3().stdlib);
+        let mut sources = Vec::new();
+        collect_py(&stdlib, &mut sources);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let jobs: Vec<CompileJob> = sources
+            .iter()
+            .enumerate()
+            .map(|(i, src)| {
+                let display = src
+                    .strip_prefix(&stdlib)
+                    .unwrap_or(src)
+                    .display()
+                    .to_string();
+                let out = dir.path().join(format!("{:02x}/{i}.pyc", i % 256));
+                job(src, &display, &out)
+            })
+            .collect();
+        let workers = std::env::var("SITEFS_PYC_WORKERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2);
+        let pool = CompilerPool::start(python3(), workers).expect("start");
+        let cpu_before = children_cpu_secs();
+        let start = Instant::now();
+        let outcomes = pool.compile(&jobs).expect("compile");
+        let secs = start.elapsed().as_secs_f64();
+        drop(pool);
+        let cpu = children_cpu_secs() - cpu_before;
+        let failed = outcomes
+            .iter()
+            .filter(|o| matches!(o, CompileOutcome::Failed(_)))
+            .count();
+        let n = jobs.len() as f64;
+        eprintln!(
+            "{} files ({failed} failed), {workers} workers: {secs:.2}s wall = {:.0} files/s; \
+             worker CPU {cpu:.2}s = {:.0} files per CPU-second",
+            jobs.len(),
+            n / secs,
+            n / cpu
+        );
+    }
+
+    /// User+system CPU seconds of reaped children (the pool's workers).
+    fn children_cpu_secs() -> f64 {
+        // SAFETY: getrusage only writes into the zeroed struct we pass.
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+            usage
+        };
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        secs(usage.ru_utime) + secs(usage.ru_stime)
+    }
+
+    fn collect_py(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() && path.file_name() != Some(OsStr::new("site-packages")) {
+                collect_py(&path, out);
+            } else if kind.is_file() && path.extension() == Some(OsStr::new("py")) {
+                out.push(path);
+            }
+        }
+    }
+}

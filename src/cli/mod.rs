@@ -1,0 +1,105 @@
+//! Command-line definitions and dispatch. Each subcommand group has its
+//! own file; this one parses, sets up logging and turns errors into one
+//! line on stderr and a non-zero exit.
+
+mod mount_cmd;
+mod store_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "sitefs",
+    version,
+    about = "Python environments as read-only FUSE views over a shared wheel store"
+)]
+struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// No progress bars or per-item output.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage the shared store of unpacked, verified distributions.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
+    /// Check or write environment manifests.
+    #[command(subcommand)]
+    Manifest(mount_cmd::ManifestCommand),
+    /// Mount a manifest's site-packages (returns once the mount is live).
+    Mount {
+        manifest: PathBuf,
+        mountpoint: PathBuf,
+        /// Stay in the foreground instead of daemonizing.
+        #[arg(short, long)]
+        foreground: bool,
+        /// Mount options: allow_other, allow_root, open=auto|passthrough|cached, threads=N, ...
+        #[arg(short = 'o', value_name = "OPTS")]
+        options: Vec<String>,
+    },
+    /// Unmount a sitefs mount.
+    Umount { mountpoint: PathBuf },
+}
+
+/// The store location option shared by every command that touches one.
+#[derive(Args, Clone, Debug)]
+pub struct StoreArg {
+    /// Store directory [default: $SITEFS_STORE, else $XDG_DATA_HOME/sitefs, else ~/.local/share/sitefs]
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+}
+
+/// A failure already worded for the user; printed as `error: ...`.
+pub struct CliError(pub String);
+
+impl<E: std::fmt::Display> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+pub type CliResult = Result<ExitCode, CliError>;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let quiet = cli.quiet;
+    let result = match cli.command {
+        Command::Store(cmd) => store_cmd::run(cmd, quiet),
+        Command::Manifest(cmd) => mount_cmd::run_manifest(cmd, quiet),
+        Command::Mount {
+            manifest,
+            mountpoint,
+            foreground,
+            options,
+        } => mount_cmd::mount(manifest, mountpoint, &options, foreground),
+        Command::Umount { mountpoint } => mount_cmd::umount(&mountpoint),
+    };
+    match result {
+        Ok(code) => code,
+        Err(CliError(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+        .format_timestamp(None)
+        .init();
+}

@@ -1,0 +1,623 @@
+//! Mount lifecycle: check, daemonize, serve, unmount.
+//!
+//! `sitefs mount` does every check that can fail (manifest, store,
+//! conflicts, mountpoint) in the foreground, so errors reach the user's
+//! terminal; then it forks a daemon and exits 0 only once the daemon
+//! reports that the kernel finished INIT, i.e. the mount is live. The
+//! daemon forks a tiny watchdog that unmounts if the daemon dies, so a
+//! crash never leaves "Transport endpoint is not connected" behind.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use fuser::{Config, MountOption, Session, SessionACL};
+use log::{error, info};
+
+use crate::fs::{OpenMode, SiteFs};
+use crate::manifest::{build_view, Manifest, ManifestError};
+use crate::store::Store;
+use crate::view::View;
+
+/// Why a mount or unmount failed; one line each, saying what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("mountpoint {0} does not exist: create it with `mkdir -p {0}`")]
+    NoMountpoint(String),
+    #[error("mountpoint {0} is not a directory")]
+    NotADir(String),
+    #[error("{0} is already a mount point: unmount it first with `sitefs umount {0}`")]
+    AlreadyMounted(String),
+    #[error("{0} is a dead FUSE mount (its daemon died): clear it with `sitefs umount {0}`")]
+    DeadMount(String),
+    #[error("{0} is not mounted")]
+    NotMounted(String),
+    #[error(
+        "{0} is busy: a process still uses it (see `fuser -vm {0}`); close it or use `umount -l`"
+    )]
+    Busy(String),
+    #[error("unknown mount option {0:?} (known: allow_other, allow_root, open=auto|passthrough|cached, threads=N, and the generic ro, nosuid, nodev, noatime, defaults, nofail, ...)")]
+    UnknownOption(String),
+    #[error("mount option {0:?} is not supported: {1}")]
+    BadOption(String, &'static str),
+    #[error(
+        "allow_other needs `user_allow_other` in /etc/fuse.conf when mounting as a non-root user"
+    )]
+    NeedsUserAllowOther,
+    #[error("mounting {mountpoint}: {err}")]
+    Mount { mountpoint: String, err: String },
+    #[error("the mount daemon exited before the mount was live (run `sitefs -v mount -f ...` to see why)")]
+    DaemonDied,
+    #[error("{0}")]
+    Sys(String),
+}
+
+/// Options given with `-o`, as mount(8) and fstab pass them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MountOpts {
+    pub acl: SessionACL,
+    pub open: OpenMode,
+    pub threads: usize,
+    pub fsname: Option<String>,
+}
+
+impl Default for MountOpts {
+    fn default() -> Self {
+        MountOpts {
+            acl: SessionACL::Owner,
+            open: OpenMode::Auto,
+            threads: 4,
+            fsname: None,
+        }
+    }
+}
+
+/// Options mount(8), fstab and mount.fuse3 pass that mean nothing more
+/// for a read-only, nosuid, nodev mount; accepted and ignored.
+const IGNORED: [&str; 20] = [
+    "ro",
+    "defaults",
+    "dev",
+    "suid",
+    "nodev",
+    "nosuid",
+    "noatime",
+    "relatime",
+    "atime",
+    "exec",
+    "auto",
+    "noauto",
+    "user",
+    "nouser",
+    "users",
+    "owner",
+    "nofail",
+    "_netdev",
+    "default_permissions",
+    "auto_unmount",
+];
+
+impl MountOpts {
+    /// Parse comma-separated options (several `-o` may be joined by `,`).
+    pub fn parse(list: &str) -> Result<Self, MountError> {
+        let mut o = MountOpts::default();
+        for opt in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (key, value) = opt
+                .split_once('=')
+                .map_or((opt, None), |(k, v)| (k, Some(v)));
+            match (key, value) {
+                ("allow_other", None) => o.acl = SessionACL::All,
+                ("allow_root", None) => o.acl = SessionACL::RootAndOwner,
+                ("open", Some(v)) => {
+                    o.open = v
+                        .parse()
+                        .map_err(|_| MountError::UnknownOption(opt.into()))?
+                }
+                ("threads", Some(v)) => {
+                    o.threads =
+                        v.parse()
+                            .ok()
+                            .filter(|n| (1..=64).contains(n))
+                            .ok_or_else(|| {
+                                MountError::BadOption(
+                                    opt.into(),
+                                    "threads must be between 1 and 64",
+                                )
+                            })?
+                }
+                ("fsname", Some(v)) => o.fsname = Some(v.to_string()),
+                ("rw", None) => {
+                    return Err(MountError::BadOption(
+                        opt.into(),
+                        "sitefs mounts are read-only",
+                    ))
+                }
+                ("noexec", None) => {
+                    return Err(MountError::BadOption(
+                        opt.into(),
+                        "extension modules are mmapped executable and would fail to load",
+                    ))
+                }
+                (k, _)
+                    if IGNORED.contains(&k)
+                        || k.starts_with("x-")
+                        || k == "comment"
+                        || k == "subtype" => {}
+                _ => return Err(MountError::UnknownOption(opt.into())),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// What `sitefs mount` was asked to do.
+pub struct MountRequest {
+    pub manifest: PathBuf,
+    pub mountpoint: PathBuf,
+    pub opts: MountOpts,
+    pub foreground: bool,
+}
+
+/// Mount a manifest; returns once the mount is live (daemon mode) or
+/// once it is unmounted again (foreground).
+pub fn mount(req: MountRequest) -> Result<(), MountError> {
+    let manifest_path = std::path::absolute(&req.manifest).unwrap_or(req.manifest.clone());
+    let (store, view) = load_view(&manifest_path)?;
+    let mountpoint = check_mountpoint(&req.mountpoint)?;
+    let status = if req.foreground {
+        None
+    } else {
+        Some(daemonize()?)
+    };
+    let fsname = req
+        .opts
+        .fsname
+        .clone()
+        .unwrap_or_else(|| manifest_path.display().to_string());
+    let result = serve(
+        Arc::new(view),
+        store,
+        &mountpoint,
+        &req.opts,
+        &fsname,
+        status,
+    );
+    if let Err(e) = &result {
+        error!("{e}");
+    }
+    result
+}
+
+/// Load and check a manifest, building its view. The view's directory
+/// mtime is the manifest's mtime: stable across remounts, and changed
+/// whenever the manifest is rewritten.
+pub fn load_view(manifest_path: &Path) -> Result<(Store, View), ManifestError> {
+    let m = Manifest::load(manifest_path)?;
+    let mtime = std::fs::metadata(manifest_path)
+        .and_then(|m| m.modified())
+        .unwrap_or(UNIX_EPOCH);
+    build_view(&m, manifest_path, mtime)
+}
+
+/// The mountpoint must be an existing directory that is not already a
+/// mount point (mounting over one would hide it, confusingly).
+pub fn check_mountpoint(p: &Path) -> Result<PathBuf, MountError> {
+    let shown = p.display().to_string();
+    match std::fs::metadata(p) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            return Err(MountError::DeadMount(shown))
+        }
+        Err(_) => return Err(MountError::NoMountpoint(shown)),
+        Ok(m) if !m.is_dir() => return Err(MountError::NotADir(shown)),
+        Ok(_) => {}
+    }
+    let abs = p
+        .canonicalize()
+        .map_err(|e| MountError::Sys(format!("{shown}: {e}")))?;
+    if is_mount_point(&abs) {
+        return Err(MountError::AlreadyMounted(shown));
+    }
+    Ok(abs)
+}
+
+/// Whether `/proc/self/mountinfo` lists `p` as a mount point.
+pub fn is_mount_point(p: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = p.as_os_str().as_bytes();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| unescape_mountinfo(m).as_slice() == want)
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 4])
+                .ok()
+                .and_then(|o| u8::from_str_radix(o, 8).ok())
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+/// The write end of the pipe on which the daemon tells the waiting
+/// parent whether the mount went live.
+pub struct Status(File);
+
+impl Status {
+    fn send(mut self, msg: &str) {
+        let _ = self.0.write_all(msg.as_bytes());
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), MountError> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: fds is a valid array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(MountError::Sys(format!(
+            "pipe: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: pipe2 returned two fresh descriptors that we now own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Fork. The parent waits for the child's status and exits; the child
+/// returns the status pipe and continues as a detached daemon.
+fn daemonize() -> Result<Status, MountError> {
+    let (rd, wr) = pipe()?;
+    // SAFETY: the process is single-threaded here (no FUSE threads yet),
+    // so the child may continue running arbitrary Rust code.
+    match unsafe { libc::fork() } {
+        -1 => Err(MountError::Sys(format!(
+            "fork: {}",
+            std::io::Error::last_os_error()
+        ))),
+        0 => {
+            drop(rd);
+            detach();
+            Ok(Status(File::from(wr)))
+        }
+        _ => {
+            drop(wr);
+            let mut msg = String::new();
+            let _ = File::from(rd).read_to_string(&mut msg);
+            match msg.strip_prefix("ERR ") {
+                _ if msg == "OK" => std::process::exit(0),
+                Some(e) => {
+                    eprintln!("error: {e}");
+                    std::process::exit(1)
+                }
+                None => {
+                    eprintln!("error: {}", MountError::DaemonDied);
+                    std::process::exit(1)
+                }
+            }
+        }
+    }
+}
+
+/// Leave the caller's session and terminal; keep stderr only when
+/// logging was asked for.
+fn detach() {
+    // SAFETY: plain syscalls on valid arguments.
+    unsafe {
+        libc::setsid();
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::dup2(null, 1);
+            if std::env::var_os("RUST_LOG").is_none() && !log::log_enabled!(log::Level::Info) {
+                libc::dup2(null, 2);
+            }
+            if null > 2 {
+                libc::close(null);
+            }
+        }
+    }
+    let _ = std::env::set_current_dir("/");
+}
+
+fn fuse_config(opts: &MountOpts, fsname: &str) -> Config {
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::RO,
+        MountOption::NoAtime,
+        MountOption::NoSuid,
+        MountOption::NoDev,
+        MountOption::DefaultPermissions,
+        MountOption::FSName(fsname.to_string()),
+        MountOption::Subtype("sitefs".into()),
+    ];
+    config.acl = opts.acl;
+    config.n_threads = Some(opts.threads);
+    config.clone_fd = true;
+    config
+}
+
+/// Mount, report readiness, and serve until unmounted or signalled.
+fn serve(
+    view: Arc<View>,
+    store: Store,
+    mountpoint: &Path,
+    opts: &MountOpts,
+    fsname: &str,
+    status: Option<Status>,
+) -> Result<(), MountError> {
+    let fail = |status: Option<Status>, e: MountError| {
+        if let Some(s) = status {
+            s.send(&format!("ERR {e}"));
+        }
+        e
+    };
+    let fs = SiteFs::new(view, store, opts.open);
+    let session = match Session::new(fs, mountpoint, &fuse_config(opts, fsname)) {
+        Ok(s) => s,
+        Err(e) => return Err(fail(status, mount_error(mountpoint, &e))),
+    };
+    let watchdog = match spawn_watchdog(mountpoint) {
+        Ok(w) => w,
+        Err(e) => return Err(fail(status, e)),
+    };
+    info!("mounted {} on {}", fsname, mountpoint.display());
+    if let Some(s) = status {
+        s.send("OK");
+    }
+    let result = run_until_signalled(session, mountpoint);
+    drop(watchdog);
+    result
+}
+
+fn mount_error(mountpoint: &Path, e: &std::io::Error) -> MountError {
+    let msg = e.to_string();
+    if msg.contains("user_allow_other") {
+        return MountError::NeedsUserAllowOther;
+    }
+    MountError::Mount {
+        mountpoint: mountpoint.display().to_string(),
+        err: msg,
+    }
+}
+
+/// Block the termination signals in every thread, run the session on
+/// worker threads, and unmount on SIGTERM/SIGINT/SIGHUP. Returns when the
+/// filesystem is unmounted, whoever unmounted it.
+fn run_until_signalled(mut session: Session<SiteFs>, mountpoint: &Path) -> Result<(), MountError> {
+    let set = signal_set(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1]);
+    // SAFETY: set is a valid, initialized sigset.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    let mut unmounter = session.unmount_callable();
+    let runner = std::thread::spawn(move || {
+        let r = session.run();
+        // SAFETY: wakes the main thread's sigwait.
+        unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
+        r
+    });
+    loop {
+        let mut sig = 0;
+        // SAFETY: set and sig are valid.
+        unsafe { libc::sigwait(&set, &mut sig) };
+        if sig == libc::SIGUSR1 {
+            break;
+        }
+        info!("signal {sig}: unmounting {}", mountpoint.display());
+        if unmounter.unmount().is_err() {
+            // Busy: detach now; the kernel ends the session when the last
+            // user lets go.
+            let _ = lazy_unmount(mountpoint);
+        }
+    }
+    match runner.join() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(MountError::Sys(format!("FUSE session: {e}"))),
+        Err(_) => Err(MountError::Sys("FUSE session thread panicked".into())),
+    }
+}
+
+fn signal_set(signals: &[i32]) -> libc::sigset_t {
+    // SAFETY: sigemptyset initializes the set before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Holds the pipe whose closing (at daemon exit, however it happens)
+/// wakes the watchdog.
+struct Watchdog(#[allow(dead_code)] OwnedFd);
+
+/// Fork a watchdog that waits for this process to die and then clears
+/// the mount if it is still there. Forked before any FUSE thread starts.
+fn spawn_watchdog(mountpoint: &Path) -> Result<Watchdog, MountError> {
+    let (rd, wr) = pipe()?;
+    let target = CString::new(mountpoint.as_os_str().as_bytes())
+        .map_err(|e| MountError::Sys(e.to_string()))?;
+    // SAFETY: single-threaded here; the child only makes syscalls and
+    // exits with _exit.
+    match unsafe { libc::fork() } {
+        -1 => Err(MountError::Sys(format!(
+            "fork: {}",
+            std::io::Error::last_os_error()
+        ))),
+        0 => watchdog_main(rd.as_raw_fd(), &target),
+        _ => {
+            drop(rd);
+            Ok(Watchdog(wr))
+        }
+    }
+}
+
+fn watchdog_main(rd: RawFd, target: &CString) -> ! {
+    // SAFETY: only async-signal-safe syscalls until _exit.
+    unsafe {
+        // Keep only the pipe: holding the FUSE device open would keep a
+        // dead daemon's connection alive and hang every reader.
+        libc::dup2(rd, 3);
+        libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+        for fd in 0..3 {
+            libc::close(fd);
+        }
+        libc::setsid();
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        let mut b = [0u8; 1];
+        while libc::read(3, b.as_mut_ptr().cast(), 1) != 0 {
+            if *libc::__errno_location() != libc::EINTR {
+                break;
+            }
+        }
+        let mut st: libc::stat = std::mem::zeroed();
+        let dead = libc::stat(target.as_ptr(), &mut st) != 0
+            && *libc::__errno_location() == libc::ENOTCONN;
+        if dead {
+            if libc::geteuid() == 0 {
+                libc::umount2(target.as_ptr(), libc::MNT_DETACH);
+            } else {
+                let prog = c"fusermount3";
+                let args = [
+                    prog.as_ptr(),
+                    c"-u".as_ptr(),
+                    c"-z".as_ptr(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                ];
+                libc::execvp(prog.as_ptr(), args.as_ptr());
+            }
+        }
+        libc::_exit(0)
+    }
+}
+
+fn lazy_unmount(p: &Path) -> std::io::Result<()> {
+    let c = CString::new(p.as_os_str().as_bytes())?;
+    // SAFETY: c is a valid C string.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `sitefs umount`: unmount directly as root, through fusermount3
+/// otherwise. The daemon notices and exits.
+pub fn unmount(p: &Path) -> Result<(), MountError> {
+    let shown = p.display().to_string();
+    let abs = std::path::absolute(p).unwrap_or(p.to_path_buf());
+    if !is_mount_point(&abs) {
+        return Err(MountError::NotMounted(shown));
+    }
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return fusermount_unmount(&abs, &shown);
+    }
+    let c = CString::new(abs.as_os_str().as_bytes()).map_err(|e| MountError::Sys(e.to_string()))?;
+    // SAFETY: c is a valid C string.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        return Ok(());
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EBUSY) => Err(MountError::Busy(shown)),
+        Some(libc::EINVAL) => Err(MountError::NotMounted(shown)),
+        e => Err(MountError::Sys(format!(
+            "umount {shown}: {}",
+            std::io::Error::from_raw_os_error(e.unwrap_or(0))
+        ))),
+    }
+}
+
+fn fusermount_unmount(abs: &Path, shown: &str) -> Result<(), MountError> {
+    let out = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg(abs)
+        .output()
+        .map_err(|e| MountError::Sys(format!("running fusermount3: {e} (install fuse3)")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("busy") {
+        return Err(MountError::Busy(shown.to_string()));
+    }
+    Err(MountError::Sys(format!(
+        "fusermount3 -u {shown}: {}",
+        err.trim()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_mount_options() {
+        let o = MountOpts::parse(
+            "ro,nosuid,nodev,allow_other,nofail,open=cached,threads=2,x-systemd.automount",
+        )
+        .unwrap();
+        assert_eq!(o.acl, SessionACL::All);
+        assert_eq!(o.open, OpenMode::Cached);
+        assert_eq!(o.threads, 2);
+        assert_eq!(MountOpts::parse("").unwrap(), MountOpts::default());
+        let e = MountOpts::parse("ro,bogus").unwrap_err().to_string();
+        assert!(e.contains("unknown mount option \"bogus\""), "{e}");
+        assert!(MountOpts::parse("rw")
+            .unwrap_err()
+            .to_string()
+            .contains("read-only"));
+        assert!(MountOpts::parse("noexec").is_err());
+        assert!(MountOpts::parse("open=fast").is_err());
+        assert!(MountOpts::parse("threads=0").is_err());
+    }
+
+    #[test]
+    fn unescapes_mountinfo_paths() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), b"/a b");
+        assert_eq!(unescape_mountinfo("/plain"), b"/plain");
+    }
+
+    #[test]
+    fn mountpoint_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        assert!(matches!(
+            check_mountpoint(&missing),
+            Err(MountError::NoMountpoint(_))
+        ));
+        let file = dir.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        assert!(matches!(
+            check_mountpoint(&file),
+            Err(MountError::NotADir(_))
+        ));
+        assert!(matches!(
+            check_mountpoint(Path::new("/proc")),
+            Err(MountError::AlreadyMounted(_))
+        ));
+        assert!(check_mountpoint(dir.path()).is_ok());
+    }
+}

@@ -1,0 +1,443 @@
+//! The FUSE adapter: serves a [`View`] read-only through fuser. The only
+//! module that knows FUSE types; all tree logic is in [`crate::view`].
+//!
+//! Two ways to serve file contents (see [`OpenMode`]):
+//! - passthrough: `open` hands the kernel the store file itself, so reads
+//!   and mmaps never reach this daemon and every mount of the same store
+//!   shares one page cache (N envs importing numpy hold one copy);
+//! - cached ("no-open"): `open` answers ENOSYS once, after which the kernel
+//!   stops sending opens and serves reads from its page cache, asking the
+//!   daemon only on a miss.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use fuser::{
+    BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, Request,
+};
+use log::{debug, info, warn};
+
+use crate::store::Store;
+use crate::view::{Ino, Kind, Node, Source, View};
+
+/// The tree never changes under a mount, so the kernel may cache names
+/// and attributes for as long as it likes.
+const TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// How file contents reach readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Passthrough when the kernel grants it (needs CAP_SYS_ADMIN), else cached.
+    Auto,
+    Passthrough,
+    Cached,
+}
+
+impl std::str::FromStr for OpenMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(OpenMode::Auto),
+            "passthrough" => Ok(OpenMode::Passthrough),
+            "cached" => Ok(OpenMode::Cached),
+            _ => Err(format!("open={s}: expected auto, passthrough or cached")),
+        }
+    }
+}
+
+/// A read-only FUSE filesystem over one view.
+pub struct SiteFs {
+    view: Arc<View>,
+    store: Store,
+    requested: OpenMode,
+    passthrough: AtomicBool,
+    uid: u32,
+    gid: u32,
+    backing: Mutex<BackingCache>,
+    files: Mutex<HashMap<Ino, Arc<File>>>,
+    next_fh: AtomicU64,
+}
+
+/// One backing id per inode at a time (a kernel rule), shared by all
+/// opens of that inode and dropped with the last release.
+#[derive(Default)]
+struct BackingCache {
+    by_handle: HashMap<u64, Arc<BackingId>>,
+    by_inode: HashMap<Ino, Weak<BackingId>>,
+}
+
+/// Most files descriptors kept open for cached-mode reads.
+const MAX_OPEN_FILES: usize = 256;
+
+impl SiteFs {
+    pub fn new(view: Arc<View>, store: Store, mode: OpenMode) -> Self {
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        SiteFs {
+            view,
+            store,
+            requested: mode,
+            passthrough: AtomicBool::new(false),
+            uid,
+            gid,
+            backing: Mutex::new(BackingCache::default()),
+            files: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+        }
+    }
+
+    /// Whether this mount serves files by passthrough (known after INIT).
+    pub fn uses_passthrough(&self) -> bool {
+        self.passthrough.load(Ordering::Relaxed)
+    }
+
+    fn attr(&self, ino: Ino, node: &Node) -> FileAttr {
+        let size = node.size();
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: node.mtime,
+            mtime: node.mtime,
+            ctime: node.mtime,
+            crtime: node.mtime,
+            kind: if node.is_dir() {
+                FileType::Directory
+            } else {
+                FileType::RegularFile
+            },
+            perm: node.perm(),
+            nlink: if node.is_dir() { 2 } else { 1 },
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            flags: 0,
+            blksize: 4096,
+        }
+    }
+
+    fn backing_path(&self, source: &Source) -> Option<PathBuf> {
+        match source {
+            Source::Object(d) => Some(self.store.object_path(d)),
+            Source::Pyc(d) => Some(self.store.pyc_path(self.view_tag(), d)),
+            Source::Inline(_) => None,
+        }
+    }
+
+    fn view_tag(&self) -> &str {
+        &self.view.cache_tag
+    }
+
+    fn file_of(&self, ino: Ino) -> Result<(&Source, u64), Errno> {
+        match self.view.get(ino).map(|n| &n.kind) {
+            Some(Kind::File { source, size, .. }) => Ok((source, *size)),
+            Some(Kind::Dir { .. }) => Err(Errno::EISDIR),
+            None => Err(Errno::ENOENT),
+        }
+    }
+
+    /// An open descriptor of the store file behind `ino`, cached so that
+    /// reads after the first cost one `pread`.
+    fn backing_file(&self, ino: Ino, source: &Source) -> Result<Arc<File>, Errno> {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = files.get(&ino) {
+            return Ok(f.clone());
+        }
+        let path = self.backing_path(source).ok_or(Errno::EIO)?;
+        let f = Arc::new(File::open(&path).map_err(|e| {
+            warn!("{}: {e}", path.display());
+            Errno::EIO
+        })?);
+        if files.len() >= MAX_OPEN_FILES {
+            files.clear();
+        }
+        files.insert(ino, f.clone());
+        Ok(f)
+    }
+
+    fn open_passthrough(
+        &self,
+        ino: Ino,
+        source: &Source,
+        reply: ReplyOpen,
+    ) -> Result<(), (ReplyOpen, Errno)> {
+        let Some(path) = self.backing_path(source) else {
+            return Err((reply, Errno::ENOSYS));
+        };
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let mut cache = self.backing.lock().unwrap_or_else(|e| e.into_inner());
+        let id = match cache.by_inode.get(&ino).and_then(Weak::upgrade) {
+            Some(id) => id,
+            None => {
+                let file = match File::open(&path) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        warn!("{}: {e}", path.display());
+                        return Err((reply, Errno::EIO));
+                    }
+                };
+                match reply.open_backing(&file) {
+                    Ok(id) => {
+                        let id = Arc::new(id);
+                        cache.by_inode.insert(ino, Arc::downgrade(&id));
+                        id
+                    }
+                    Err(e) => {
+                        warn!(
+                            "passthrough open of {} failed ({e}); serving reads from the daemon",
+                            path.display()
+                        );
+                        return Err((reply, Errno::ENOSYS));
+                    }
+                }
+            }
+        };
+        cache.by_handle.insert(fh, id.clone());
+        reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id);
+        Ok(())
+    }
+}
+
+impl Filesystem for SiteFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let wanted = InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_CACHE_SYMLINKS
+            | InitFlags::FUSE_NO_OPEN_SUPPORT
+            | InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_ASYNC_READ;
+        if let Err(missing) = config.add_capabilities(wanted) {
+            debug!("kernel lacks {missing:?}");
+        }
+        let _ = config.set_max_readahead(1 << 20);
+        if self.requested != OpenMode::Cached {
+            let granted = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+                && config.set_max_stack_depth(2).is_ok();
+            if !granted && self.requested == OpenMode::Passthrough {
+                return Err(std::io::Error::other(
+                    "the kernel refused FUSE passthrough (open=passthrough)",
+                ));
+            }
+            self.passthrough.store(granted, Ordering::Relaxed);
+        }
+        info!(
+            "serving {} inodes, open mode {}",
+            self.view.len(),
+            if self.uses_passthrough() {
+                "passthrough"
+            } else {
+                "cached"
+            }
+        );
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let found = name.to_str().and_then(|n| self.view.lookup(parent.0, n));
+        match found.and_then(|ino| self.view.get(ino).map(|n| (ino, n))) {
+            Some((ino, node)) => reply.entry(&TTL, &self.attr(ino, node), Generation(0)),
+            // Inode 0 with a TTL is a cached negative entry: the import
+            // system probes many names that never exist.
+            None => {
+                let mut attr = self.attr(0, self.view.get(crate::view::ROOT).expect("root"));
+                attr.ino = INodeNo(0);
+                reply.entry(&TTL, &attr, Generation(0));
+            }
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.view.get(ino.0) {
+            Some(node) => reply.attr(&TTL, &self.attr(ino.0, node)),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
+            return reply.error(Errno::EROFS);
+        }
+        let source = match self.file_of(ino.0) {
+            Ok((s, _)) => s,
+            Err(e) => return reply.error(e),
+        };
+        if self.uses_passthrough() {
+            match self.open_passthrough(ino.0, source, reply) {
+                Ok(()) => {}
+                // Inline files and failed backing opens are served by us.
+                Err((reply, Errno::ENOSYS)) => {
+                    reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
+                }
+                Err((reply, e)) => reply.error(e),
+            }
+        } else {
+            // Cached mode: ENOSYS tells the kernel to stop sending opens
+            // for this mount and to keep its page cache.
+            reply.error(Errno::ENOSYS);
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let (source, len) = match self.file_of(ino.0) {
+            Ok(f) => f,
+            Err(e) => return reply.error(e),
+        };
+        let end = len.min(offset.saturating_add(size as u64));
+        if offset >= end {
+            return reply.data(&[]);
+        }
+        if let Source::Inline(bytes) = source {
+            return reply.data(&bytes[offset as usize..end as usize]);
+        }
+        let file = match self.backing_file(ino.0, source) {
+            Ok(f) => f,
+            Err(e) => return reply.error(e),
+        };
+        let mut buf = vec![0u8; (end - offset) as usize];
+        match read_full_at(&file, &mut buf, offset) {
+            Ok(n) => reply.data(&buf[..n]),
+            Err(e) => {
+                warn!("read of inode {ino:?}: {e}");
+                reply.error(Errno::EIO)
+            }
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let mut cache = self.backing.lock().unwrap_or_else(|e| e.into_inner());
+        cache.by_handle.remove(&fh.0);
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.view.get(ino.0) {
+            Some(n) if n.is_dir() => reply.opened(
+                FileHandle(0),
+                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+            ),
+            Some(_) => reply.error(Errno::ENOTDIR),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let entries = match self.dir_entries(ino.0) {
+            Ok(e) => e,
+            Err(e) => return reply.error(e),
+        };
+        for (i, (child, name, node)) in entries.enumerate().skip(offset as usize) {
+            let kind = if node.is_dir() {
+                FileType::Directory
+            } else {
+                FileType::RegularFile
+            };
+            if reply.add(INodeNo(child), i as u64 + 1, kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let entries = match self.dir_entries(ino.0) {
+            Ok(e) => e,
+            Err(e) => return reply.error(e),
+        };
+        for (i, (child, name, node)) in entries.enumerate().skip(offset as usize) {
+            if reply.add(
+                INodeNo(child),
+                i as u64 + 1,
+                name,
+                &TTL,
+                &self.attr(child, node),
+                Generation(0),
+            ) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let blocks = self.view.total_bytes.div_ceil(4096);
+        reply.statfs(blocks, 0, 0, self.view.len() as u64, 0, 4096, 255, 4096);
+    }
+}
+
+impl SiteFs {
+    /// `.`, `..` and the children of a directory, in a stable order so
+    /// readdir offsets stay valid across calls.
+    fn dir_entries(&self, ino: Ino) -> Result<impl Iterator<Item = (Ino, &str, &Node)>, Errno> {
+        let node = self.view.get(ino).ok_or(Errno::ENOENT)?;
+        let Kind::Dir { children, .. } = &node.kind else {
+            return Err(Errno::ENOTDIR);
+        };
+        let dots = [
+            (ino, ".", node),
+            (
+                node.parent,
+                "..",
+                self.view.get(node.parent).unwrap_or(node),
+            ),
+        ];
+        let kids = children
+            .iter()
+            .filter_map(|&c| self.view.get(c).map(|n| (c, &*n.name, n)));
+        Ok(dots.into_iter().chain(kids))
+    }
+}
+
+/// `pread` until `buf` is full or the file ends.
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}

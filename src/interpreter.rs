@@ -1,0 +1,885 @@
+//! Facts about a target Python interpreter, gathered by running it once.
+//!
+//! Everything sitefs needs to know about an interpreter (where its real
+//! binary lives, which `cache_tag` its pycs use, which wheel tags it accepts,
+//! the PEP 508 marker environment, its `sysconfig` paths) comes from a single
+//! `python -c PROBE_SCRIPT` run. Asking the interpreter itself is the only
+//! reliable way: `python3.11` on PATH may be a pyenv shim (a shell script),
+//! and the tag/marker rules depend on build details (glibc, debug or
+//! free-threaded builds) that cannot be guessed from the outside.
+//!
+//! The probe prints NUL-terminated `key=value` records after a header, so
+//! values may hold any byte but NUL and no JSON parser is needed.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Output, Stdio};
+
+/// Oldest supported Python: unchecked-hash pycs need 3.7, and 3.8 is the
+/// oldest release whose ABI tags no longer carry the pymalloc `m` flag.
+pub const MIN_PYTHON: (u32, u32) = (3, 8);
+
+/// First record of the probe output; anything printed before it (a noisy
+/// `sitecustomize`, say) is skipped.
+const PROBE_HEADER: &[u8] = b"SITEFS-PROBE-1";
+
+/// The probe. It must stay parseable by Python 2.7 and 3.6 (no f-strings,
+/// no `yield from`, no keyword-only arguments) so that an old interpreter
+/// reports its version and gets a clear "too old" error instead of a
+/// SyntaxError. Passing `fallback` as argv[1] skips `packaging` (tests).
+const PROBE_SCRIPT: &str = r#"
+import sys
+if sys.path and sys.path[0] in ("", "."):
+    del sys.path[0]
+HEADER = "SITEFS-PROBE-1"
+if sys.version_info < (3, 8):
+    sys.stdout.write("%s\0version=%d.%d\0full_version=%d.%d.%d\0" % (
+        (HEADER,) + tuple(sys.version_info[:2]) + tuple(sys.version_info[:3])))
+    sys.stdout.flush()
+    sys.exit(0)
+
+import os
+import platform
+import re
+import sysconfig
+import importlib.util
+
+
+def fs(value):
+    if value is None:
+        return b""
+    return os.fsencode(str(value))
+
+
+def nodot(version):
+    return "".join(str(v) for v in version)
+
+
+def norm(s):
+    return s.replace(".", "_").replace("-", "_").replace(" ", "_")
+
+
+def config_var(name):
+    try:
+        return sysconfig.get_config_var(name)
+    except Exception:
+        return None
+
+
+def cpython_abis(ver):
+    abis = []
+    threading = ""
+    debug = ""
+    with_debug = config_var("Py_DEBUG")
+    if with_debug or (with_debug is None and hasattr(sys, "gettotalrefcount")):
+        debug = "d"
+    if ver >= (3, 13) and config_var("Py_GIL_DISABLED"):
+        threading = "t"
+    if debug:
+        abis.append("cp%s%s" % (nodot(ver), threading))
+    abis.insert(0, "cp%s%s%s" % (nodot(ver), threading, debug))
+    return abis
+
+
+def glibc_version():
+    try:
+        _, v = os.confstr("CS_GNU_LIBC_VERSION").rsplit()
+    except Exception:
+        return None
+    m = re.match(r"([0-9]+)\.([0-9]+)", v)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def musl_version():
+    import glob
+    import subprocess
+    for loader in sorted(glob.glob("/lib/ld-musl-*.so.1")):
+        try:
+            proc = subprocess.run([loader], stderr=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL)
+        except OSError:
+            continue
+        m = re.search(br"Version ([0-9]+)\.([0-9]+)", proc.stderr)
+        if m:
+            return (int(m.group(1)), int(m.group(2)))
+    return None
+
+
+LEGACY = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
+MANYLINUX_ARCHS = ("x86_64", "i686", "aarch64", "armv7l", "ppc64", "ppc64le",
+                   "s390x", "loongarch64", "riscv64")
+
+
+def manylinux_platforms(archs):
+    glibc = glibc_version()
+    if glibc is None or not any(a in MANYLINUX_ARCHS for a in archs):
+        return []
+    oldest = 4 if set(archs) & set(["x86_64", "i686"]) else 16
+    out = []
+    for arch in archs:
+        for minor in range(glibc[1], oldest, -1):
+            out.append("manylinux_%d_%d_%s" % (glibc[0], minor, arch))
+            if (glibc[0], minor) in LEGACY:
+                out.append("%s_%s" % (LEGACY[(glibc[0], minor)], arch))
+    return out
+
+
+def linux_platforms():
+    linux = norm(sysconfig.get_platform())
+    if not linux.startswith("linux_"):
+        return [linux]
+    if sys.maxsize <= 2 ** 32:
+        linux = {"linux_x86_64": "linux_i686",
+                 "linux_aarch64": "linux_armv8l"}.get(linux, linux)
+    arch = linux.split("_", 1)[1]
+    archs = {"armv8l": ["armv8l", "armv7l"]}.get(arch, [arch])
+    out = manylinux_platforms(archs)
+    if glibc_version() is None:
+        musl = musl_version()
+        if musl is not None:
+            for a in archs:
+                for minor in range(musl[1], -1, -1):
+                    out.append("musllinux_%d_%d_%s" % (musl[0], minor, a))
+    return out + ["linux_" + a for a in archs]
+
+
+def py_range(ver):
+    out = ["py" + nodot(ver), "py%d" % ver[0]]
+    for minor in range(ver[1] - 1, -1, -1):
+        out.append("py" + nodot((ver[0], minor)))
+    return out
+
+
+def generic_abis():
+    ext = config_var("EXT_SUFFIX") or ""
+    parts = ext.split(".")
+    if len(parts) < 3:
+        return []
+    soabi = parts[1]
+    if soabi.startswith("cpython"):
+        abi = "cp" + soabi.split("-")[1]
+    elif soabi.startswith("pypy"):
+        abi = "-".join(soabi.split("-")[:2])
+    elif soabi.startswith("graalpy"):
+        abi = "-".join(soabi.split("-")[:3])
+    else:
+        abi = soabi
+    return [norm(abi)] if abi else []
+
+
+def fallback_tags():
+    ver = tuple(sys.version_info[:2])
+    name = sys.implementation.name
+    short = {"cpython": "cp", "pypy": "pp", "ironpython": "ip",
+             "jython": "jy"}.get(name, name)
+    if platform.system() == "Linux":
+        plats = linux_platforms()
+    else:
+        plats = [norm(sysconfig.get_platform())]
+    tags = []
+    if short == "cp":
+        interp = "cp" + nodot(ver)
+        abis = cpython_abis(ver)
+        abi3 = "t" not in abis[0][len(interp):]
+        for abi in abis:
+            tags += ["%s-%s-%s" % (interp, abi, p) for p in plats]
+        if abi3:
+            tags += ["%s-abi3-%s" % (interp, p) for p in plats]
+        tags += ["%s-none-%s" % (interp, p) for p in plats]
+        if abi3:
+            for minor in range(ver[1] - 1, 1, -1):
+                tags += ["cp%d%d-abi3-%s" % (ver[0], minor, p) for p in plats]
+    else:
+        interp = short + str(config_var("py_version_nodot") or nodot(ver))
+        for abi in generic_abis() + ["none"]:
+            tags += ["%s-%s-%s" % (interp, abi, p) for p in plats]
+        interp = "pp3" if short == "pp" else None
+    for py in py_range(ver):
+        tags += ["%s-none-%s" % (py, p) for p in plats]
+    if interp:
+        tags.append("%s-none-any" % interp)
+    tags += ["%s-none-any" % py for py in py_range(ver)]
+    return tags
+
+
+def wheel_tags(force_fallback):
+    if not force_fallback:
+        try:
+            from packaging.tags import sys_tags
+            return "packaging", [str(t) for t in sys_tags()]
+        except Exception:
+            pass
+    return "fallback", fallback_tags()
+
+
+def full_version(info):
+    v = "%d.%d.%d" % (info.major, info.minor, info.micro)
+    if info.releaselevel != "final":
+        v += info.releaselevel[0] + str(info.serial)
+    return v
+
+
+def markers():
+    return {
+        "implementation_name": sys.implementation.name,
+        "implementation_version": full_version(sys.implementation.version),
+        "os_name": os.name,
+        "platform_machine": platform.machine(),
+        "platform_release": platform.release(),
+        "platform_system": platform.system(),
+        "platform_version": platform.version(),
+        "python_full_version": platform.python_version(),
+        "platform_python_implementation": platform.python_implementation(),
+        "python_version": ".".join(platform.python_version_tuple()[:2]),
+        "sys_platform": sys.platform,
+    }
+
+
+def base_executable():
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    if sys.prefix != sys.base_prefix and base == sys.executable:
+        try:
+            with open(os.path.join(sys.prefix, "pyvenv.cfg")) as f:
+                for line in f:
+                    key, sep, value = line.partition("=")
+                    if sep and key.strip() == "home":
+                        cand = os.path.join(value.strip(),
+                                            os.path.basename(sys.executable))
+                        if os.path.exists(cand):
+                            base = cand
+        except OSError:
+            pass
+    return base
+
+
+def main():
+    info = sys.version_info
+    paths = sysconfig.get_paths()
+    source, tags = wheel_tags(len(sys.argv) > 1 and sys.argv[1] == "fallback")
+    facts = [
+        ("version", "%d.%d" % (info.major, info.minor)),
+        ("full_version", platform.python_version()),
+        ("executable", sys.executable),
+        ("base_executable", base_executable()),
+        ("cache_tag", sys.implementation.cache_tag),
+        ("implementation", sys.implementation.name),
+        ("prefix", sys.prefix),
+        ("base_prefix", sys.base_prefix),
+        ("abi_flags", getattr(sys, "abiflags", "")),
+        ("soabi", config_var("SOABI")),
+        ("ext_suffix", config_var("EXT_SUFFIX")),
+        ("platform", sysconfig.get_platform()),
+        ("magic_number", importlib.util.MAGIC_NUMBER.hex()),
+        ("tags_source", source),
+    ]
+    for key in ("stdlib", "platstdlib", "purelib", "platlib", "include",
+                "platinclude", "scripts", "data"):
+        facts.append(("path." + key, paths.get(key)))
+    for key, value in sorted(markers().items()):
+        facts.append(("marker." + key, value))
+    facts += [("tag", t) for t in tags]
+    out = [HEADER.encode("ascii") + b"\0"]
+    for key, value in facts:
+        out.append(key.encode("ascii") + b"=" + fs(value) + b"\0")
+    sys.stdout.flush()
+    sys.stdout.buffer.write(b"".join(out))
+    sys.stdout.buffer.flush()
+
+
+main()
+"#;
+
+/// Why an interpreter could not be probed. Each message is one line that
+/// names the interpreter as the user gave it.
+#[derive(Debug, thiserror::Error)]
+pub enum InterpreterError {
+    /// A bare name (`python3.11`) that is not on PATH, or whose pyenv shim
+    /// has no installed version behind it (`note` then holds pyenv's words).
+    #[error(
+        "python interpreter `{python}` not found on PATH: install it or pass --python /path/to/python{note}"
+    )]
+    NotFoundOnPath { python: String, note: String },
+    /// A path (anything with a `/`) that does not exist.
+    #[error("python interpreter `{python}` not found: no such file")]
+    NotFoundAtPath { python: String },
+    /// The file exists but could not be executed (permissions, bad format).
+    #[error("cannot run python interpreter `{python}`: {source}")]
+    Spawn {
+        python: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The interpreter ran but the probe failed (e.g. a pyenv shim for a
+    /// version that is not installed, or a broken installation).
+    #[error("python interpreter `{python}` failed ({status}): {detail}")]
+    Failed {
+        python: String,
+        status: ExitStatus,
+        detail: String,
+    },
+    /// The probe's output could not be understood.
+    #[error("python interpreter `{python}` gave unexpected probe output: {detail}")]
+    BadOutput { python: String, detail: String },
+    /// The interpreter is older than [`MIN_PYTHON`].
+    #[error("python interpreter `{python}` is Python {version}; sitefs needs Python 3.8 or newer")]
+    TooOld { python: String, version: String },
+}
+
+/// A probed interpreter. Built once per `--python` and then trusted: the
+/// store keys pycs by [`Interpreter::cache_tag`], environments link to
+/// [`Interpreter::executable`], and wheels are selected by
+/// [`Interpreter::tags`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interpreter {
+    /// `sys.executable`: the real binary, never a pyenv shim script (the
+    /// probe runs inside the resolved interpreter, so shims are gone).
+    pub executable: PathBuf,
+    /// `sys._base_executable`: for a venv interpreter, the python it was
+    /// created from (`pyvenv.cfg` `home`); otherwise equal to `executable`.
+    pub base_executable: PathBuf,
+    /// `major.minor`, e.g. "3.11" (`lib/python3.11`, `pyvenv.cfg` version).
+    pub version: String,
+    /// `platform.python_version()`, e.g. "3.11.7".
+    pub full_version: String,
+    /// `sys.implementation.cache_tag`, e.g. "cpython-311": names pycs and
+    /// the store's `bytecode/<cache_tag>/` directory.
+    pub cache_tag: String,
+    /// `sys.implementation.name`, e.g. "cpython".
+    pub implementation: String,
+    /// `sys.prefix`.
+    pub prefix: PathBuf,
+    /// `sys.base_prefix` (differs from `prefix` inside a venv).
+    pub base_prefix: PathBuf,
+    /// `sysconfig.get_paths()["stdlib"]`.
+    pub stdlib: String,
+    /// `sysconfig.get_paths()["purelib"]`.
+    pub purelib: String,
+    /// `sysconfig.get_paths()["platlib"]`.
+    pub platlib: String,
+    /// `sysconfig.get_paths()["include"]`: Python headers, for building
+    /// extension modules.
+    pub include: String,
+    /// `sysconfig.get_paths()["platinclude"]`.
+    pub platinclude: String,
+    /// `sysconfig.get_paths()["scripts"]`.
+    pub scripts: String,
+    /// `sysconfig.get_paths()["data"]`.
+    pub data: String,
+    /// `sys.abiflags`, e.g. "" or "t" for a free-threaded build.
+    pub abi_flags: String,
+    /// `sysconfig.get_config_var("SOABI")`, "" when unset.
+    pub soabi: String,
+    /// `sysconfig.get_config_var("EXT_SUFFIX")`, e.g.
+    /// ".cpython-311-x86_64-linux-gnu.so".
+    pub ext_suffix: String,
+    /// `sysconfig.get_platform()`, e.g. "linux-x86_64".
+    pub platform: String,
+    /// `importlib.util.MAGIC_NUMBER` as lowercase hex (8 digits): the first
+    /// four bytes of every pyc this interpreter accepts.
+    pub magic_number: String,
+    /// Compatible wheel tags (`interp-abi-platform`), most preferred first.
+    pub tags: Vec<String>,
+    /// True when [`Interpreter::tags`] came from `packaging.tags.sys_tags()`,
+    /// false when from the probe's built-in equivalent.
+    pub tags_from_packaging: bool,
+    /// PEP 508 marker environment; see [`Interpreter::marker_env`].
+    pub markers: BTreeMap<String, String>,
+}
+
+impl Interpreter {
+    /// Run `python` once and collect its facts.
+    ///
+    /// `python` may be a name looked up on PATH (`python3.11`), a pyenv
+    /// shim, or a path; the result always describes the real interpreter.
+    pub fn probe(python: &OsStr) -> Result<Interpreter, InterpreterError> {
+        probe_with(python, false)
+    }
+
+    /// The PEP 508 marker environment (`python_version`,
+    /// `python_full_version`, `sys_platform`, `platform_machine`, `os_name`,
+    /// `platform_system`, `implementation_name`,
+    /// `platform_python_implementation`, `platform_release`,
+    /// `platform_version`, `implementation_version`), for evaluating
+    /// dependency markers against this interpreter rather than our own host.
+    pub fn marker_env(&self) -> BTreeMap<String, String> {
+        self.markers.clone()
+    }
+
+    /// Whether the probed interpreter runs inside a virtual environment.
+    pub fn is_venv(&self) -> bool {
+        self.prefix != self.base_prefix
+    }
+
+    /// Whether a wheel tag (one `interp-abi-platform` triple) is accepted.
+    pub fn supports_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+}
+
+/// Probe, optionally forcing the built-in tag computation (for tests that
+/// compare it with `packaging`).
+fn probe_with(python: &OsStr, force_fallback: bool) -> Result<Interpreter, InterpreterError> {
+    let name = python.to_string_lossy().into_owned();
+    let output = run_probe(python, &name, force_fallback)?;
+    check_exit(&name, &output)?;
+    let facts = Facts::parse(&output.stdout).map_err(|detail| InterpreterError::BadOutput {
+        python: name.clone(),
+        detail,
+    })?;
+    facts.into_interpreter(&name)
+}
+
+/// Spawn `python -E -s -c PROBE_SCRIPT`, mapping "no such file" to the
+/// not-found errors. `-E -s` keep `PYTHONPATH` and user site-packages from
+/// changing the answers; both flags exist in every Python we may meet.
+fn run_probe(python: &OsStr, name: &str, force_fallback: bool) -> Result<Output, InterpreterError> {
+    let mut cmd = Command::new(python);
+    cmd.args(["-E", "-s", "-c", PROBE_SCRIPT]);
+    if force_fallback {
+        cmd.arg("fallback");
+    }
+    cmd.stdin(Stdio::null());
+    match cmd.output() {
+        Ok(output) => Ok(output),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(not_found(name, String::new())),
+        Err(source) => Err(InterpreterError::Spawn {
+            python: name.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The not-found error matching how the interpreter was named; `note`
+/// (e.g. " (pyenv: ...)") only applies to names looked up on PATH.
+fn not_found(name: &str, note: String) -> InterpreterError {
+    let python = name.to_owned();
+    if name.contains('/') {
+        InterpreterError::NotFoundAtPath { python }
+    } else {
+        InterpreterError::NotFoundOnPath { python, note }
+    }
+}
+
+/// Turn a failed probe run into the matching error.
+fn check_exit(name: &str, output: &Output) -> Result<(), InterpreterError> {
+    if output.status.success() {
+        return Ok(());
+    }
+    let detail = stderr_summary(&output.stderr);
+    if is_shell_not_found(output) {
+        return Err(not_found(name, format!(" ({detail})")));
+    }
+    Err(InterpreterError::Failed {
+        python: name.to_owned(),
+        status: output.status,
+        detail,
+    })
+}
+
+/// Whether a wrapper script (a pyenv shim) said the command does not
+/// exist: exit status 127 is the shell's "command not found".
+fn is_shell_not_found(output: &Output) -> bool {
+    output.status.code() == Some(127)
+        && String::from_utf8_lossy(&output.stderr).contains("command not found")
+}
+
+/// One line explaining a failed run: a Python traceback's last line, or
+/// the first line of anything else (pyenv's "command not found").
+fn stderr_summary(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let line = if text.contains("Traceback (most recent call last)") {
+        lines.last()
+    } else {
+        lines.first()
+    };
+    match line {
+        Some(l) => (*l).to_owned(),
+        None => "no error output".to_owned(),
+    }
+}
+
+/// The raw records of one probe run.
+#[derive(Debug, Default)]
+struct Facts {
+    values: BTreeMap<String, OsString>,
+    markers: BTreeMap<String, String>,
+    tags: Vec<String>,
+}
+
+impl Facts {
+    /// Parse `HEADER\0key=value\0...`, ignoring anything before the header.
+    fn parse(stdout: &[u8]) -> Result<Facts, String> {
+        let start = find(stdout, PROBE_HEADER).ok_or_else(|| {
+            let shown = String::from_utf8_lossy(&stdout[..stdout.len().min(200)]);
+            format!("missing probe header (got {shown:?})")
+        })?;
+        let mut facts = Facts::default();
+        let body = &stdout[start + PROBE_HEADER.len()..];
+        for record in body.split(|&b| b == 0).filter(|r| !r.is_empty()) {
+            facts.add(record)?;
+        }
+        Ok(facts)
+    }
+
+    /// File one `key=value` record.
+    fn add(&mut self, record: &[u8]) -> Result<(), String> {
+        let eq = record
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or_else(|| format!("record without `=`: {:?}", String::from_utf8_lossy(record)))?;
+        let key = String::from_utf8_lossy(&record[..eq]).into_owned();
+        let value = OsString::from_vec(record[eq + 1..].to_vec());
+        if key == "tag" {
+            self.tags.push(utf8(&key, value)?);
+        } else if let Some(marker) = key.strip_prefix("marker.") {
+            self.markers.insert(marker.to_owned(), utf8(&key, value)?);
+        } else {
+            self.values.insert(key, value);
+        }
+        Ok(())
+    }
+
+    /// A required value as raw OS string.
+    fn os(&self, key: &str) -> Result<OsString, String> {
+        self.values
+            .get(key)
+            .cloned()
+            .ok_or_else(|| format!("missing `{key}`"))
+    }
+
+    /// A required value that must be UTF-8.
+    fn string(&self, key: &str) -> Result<String, String> {
+        utf8(key, self.os(key)?)
+    }
+
+    /// A required value that must be a non-empty absolute path.
+    fn abs_path(&self, key: &str) -> Result<PathBuf, String> {
+        let path = PathBuf::from(self.os(key)?);
+        if path.is_absolute() {
+            Ok(path)
+        } else {
+            Err(format!("`{key}` is not an absolute path: {path:?}"))
+        }
+    }
+
+    /// Check the version, then build the [`Interpreter`].
+    fn into_interpreter(self, name: &str) -> Result<Interpreter, InterpreterError> {
+        let bad = |detail: String| InterpreterError::BadOutput {
+            python: name.to_owned(),
+            detail,
+        };
+        let version = self.string("version").map_err(bad)?;
+        if !version_at_least(&version, MIN_PYTHON) {
+            let version = self.string("full_version").unwrap_or(version);
+            return Err(InterpreterError::TooOld {
+                python: name.to_owned(),
+                version,
+            });
+        }
+        self.build(version).map_err(bad)
+    }
+
+    /// Assemble the struct from a complete (3.8+) probe.
+    fn build(self, version: String) -> Result<Interpreter, String> {
+        let s = |k: &str| self.string(k);
+        let interp = Interpreter {
+            executable: self.abs_path("executable")?,
+            base_executable: self.abs_path("base_executable")?,
+            version,
+            full_version: s("full_version")?,
+            cache_tag: s("cache_tag")?,
+            implementation: s("implementation")?,
+            prefix: self.abs_path("prefix")?,
+            base_prefix: self.abs_path("base_prefix")?,
+            stdlib: s("path.stdlib")?,
+            purelib: s("path.purelib")?,
+            platlib: s("path.platlib")?,
+            include: s("path.include")?,
+            platinclude: s("path.platinclude")?,
+            scripts: s("path.scripts")?,
+            data: s("path.data")?,
+            abi_flags: s("abi_flags")?,
+            soabi: s("soabi")?,
+            ext_suffix: s("ext_suffix")?,
+            platform: s("platform")?,
+            magic_number: s("magic_number")?,
+            tags_from_packaging: s("tags_source")? == "packaging",
+            tags: self.tags.clone(),
+            markers: self.markers.clone(),
+        };
+        validate(&interp)?;
+        Ok(interp)
+    }
+}
+
+/// Sanity checks that would otherwise surface later as confusing errors.
+fn validate(interp: &Interpreter) -> Result<(), String> {
+    if interp.cache_tag.is_empty() {
+        return Err(
+            "sys.implementation.cache_tag is None: this interpreter cannot use pycs".into(),
+        );
+    }
+    if interp.tags.is_empty() {
+        return Err("no compatible wheel tags".into());
+    }
+    if interp.markers.get("python_version") != Some(&interp.version) {
+        return Err("marker python_version disagrees with sys.version_info".into());
+    }
+    Ok(())
+}
+
+/// Decode a value that must be UTF-8 (tags, markers, sysconfig paths).
+fn utf8(key: &str, value: OsString) -> Result<String, String> {
+    value
+        .into_string()
+        .map_err(|v| format!("`{key}` is not UTF-8: {v:?}"))
+}
+
+/// Whether "X.Y" is at least `min`.
+fn version_at_least(version: &str, min: (u32, u32)) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= min,
+        _ => false,
+    }
+}
+
+/// Position of `needle` in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn pyenv_python(version: &str) -> Option<PathBuf> {
+        let home = std::env::var_os("HOME")?;
+        let dir = Path::new(&home).join(".pyenv/versions").join(version);
+        let bin = dir.join("bin/python");
+        bin.exists().then_some(bin)
+    }
+
+    #[test]
+    fn probes_python3() {
+        let interp = Interpreter::probe(OsStr::new("python3")).expect("probe python3");
+        assert!(
+            interp.cache_tag.starts_with("cpython-3"),
+            "{}",
+            interp.cache_tag
+        );
+        assert_eq!(interp.implementation, "cpython");
+        assert!(interp
+            .full_version
+            .starts_with(&format!("{}.", interp.version)));
+        assert!(interp.executable.is_absolute());
+        let head = std::fs::read(&interp.executable).expect("read executable");
+        assert_eq!(&head[..4], b"\x7fELF", "executable is not a binary (shim?)");
+        assert!(interp.base_executable.exists());
+        assert!(interp.supports_tag("py3-none-any"));
+        assert_eq!(
+            interp.tags.last().map(String::as_str),
+            Some("py30-none-any")
+        );
+        assert!(Path::new(&interp.include).join("Python.h").exists());
+        assert_eq!(interp.magic_number.len(), 8);
+        let env = interp.marker_env();
+        assert_eq!(env["python_version"], interp.version);
+        assert_eq!(env["python_full_version"], interp.full_version);
+        assert_eq!(env["implementation_name"], "cpython");
+        assert_eq!(env.len(), 11);
+    }
+
+    #[test]
+    fn fallback_tags_look_right() {
+        let interp = probe_with(OsStr::new("python3"), true).expect("probe");
+        assert!(!interp.tags_from_packaging);
+        let nodot = interp.version.replace('.', "");
+        let first = format!("cp{nodot}-cp{nodot}{}-", interp.abi_flags);
+        assert!(interp.tags[0].starts_with(&first), "{}", interp.tags[0]);
+        assert!(interp.supports_tag("py3-none-any"));
+        assert!(interp.supports_tag(&format!("cp{nodot}-none-any")));
+        if interp.platform == "linux-x86_64" {
+            assert!(interp.supports_tag(&format!("cp{nodot}-abi3-manylinux2014_x86_64")));
+            assert!(interp.supports_tag("cp32-abi3-manylinux_2_17_x86_64"));
+            assert!(interp.supports_tag("py3-none-linux_x86_64"));
+        }
+    }
+
+    /// The built-in tag list must equal `packaging`'s where a recent
+    /// `packaging` (>= 24, which adds `cpXY-none-any`) is at hand via pip.
+    #[test]
+    fn fallback_tags_match_packaging() {
+        let Some(python) = pyenv_python("3.13.0") else {
+            return;
+        };
+        let script = "from pip._vendor.packaging.tags import sys_tags\n\
+                      print('\\n'.join(map(str, sys_tags())))";
+        let out = Command::new(&python)
+            .args(["-c", script])
+            .output()
+            .expect("run");
+        if !out.status.success() {
+            return;
+        }
+        let expected: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let interp = probe_with(python.as_os_str(), true).expect("probe");
+        assert_eq!(interp.tags, expected);
+    }
+
+    /// With `packaging` importable the probe uses it (and agrees with the
+    /// fallback): a venv whose site-packages links pip's vendored copy.
+    #[test]
+    fn uses_packaging_when_importable() {
+        let Some(python) = pyenv_python("3.13.0") else {
+            return;
+        };
+        let lib = python.parent().and_then(Path::parent).expect("prefix");
+        let vendored = lib.join("lib/python3.13/site-packages/pip/_vendor/packaging");
+        if !vendored.is_dir() {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let venv = dir.path().join("venv");
+        let status = Command::new(&python)
+            .args(["-m", "venv", "--without-pip"])
+            .arg(&venv)
+            .status()
+            .expect("venv");
+        assert!(status.success());
+        let link = venv.join("lib/python3.13/site-packages/packaging");
+        std::os::unix::fs::symlink(&vendored, link).expect("symlink");
+        let venv_python = venv.join("bin/python");
+        let with = Interpreter::probe(venv_python.as_os_str()).expect("probe");
+        let without = probe_with(venv_python.as_os_str(), true).expect("probe");
+        assert!(with.tags_from_packaging);
+        assert!(!without.tags_from_packaging);
+        assert_eq!(with.tags, without.tags);
+        assert_eq!(
+            with.base_executable,
+            python.canonicalize().expect("realpath")
+        );
+    }
+
+    #[test]
+    fn bogus_name_is_not_found_on_path() {
+        let err = Interpreter::probe(OsStr::new("python-sitefs-bogus")).unwrap_err();
+        assert!(matches!(err, InterpreterError::NotFoundOnPath { .. }));
+        assert_eq!(
+            err.to_string(),
+            "python interpreter `python-sitefs-bogus` not found on PATH: \
+             install it or pass --python /path/to/python"
+        );
+    }
+
+    /// A pyenv shim whose version is not installed is "not found" too.
+    #[test]
+    fn uninstalled_pyenv_shim_is_not_found() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shim = dir.path().join("python3.1");
+        let script = "#!/bin/sh\necho 'pyenv: python3.1: command not found' >&2\nexit 127\n";
+        std::fs::write(&shim, script).expect("write shim");
+        let chmod = Command::new("chmod").arg("+x").arg(&shim).status();
+        assert!(chmod.expect("chmod").success());
+        let output = Command::new(&shim).output().expect("run shim");
+        let err = check_exit("python3.1", &output).unwrap_err();
+        assert!(
+            matches!(err, InterpreterError::NotFoundOnPath { .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .ends_with("(pyenv: python3.1: command not found)"),
+            "{err}"
+        );
+        let err = Interpreter::probe(shim.as_os_str()).unwrap_err();
+        assert!(
+            matches!(err, InterpreterError::NotFoundAtPath { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bogus_path_is_not_found() {
+        let err = Interpreter::probe(OsStr::new("/nonexistent/python3")).unwrap_err();
+        assert!(
+            matches!(err, InterpreterError::NotFoundAtPath { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn non_python_is_bad_output_or_failure() {
+        let err = Interpreter::probe(OsStr::new("/bin/true")).unwrap_err();
+        assert!(matches!(err, InterpreterError::BadOutput { .. }), "{err}");
+        let err = Interpreter::probe(OsStr::new("/bin/false")).unwrap_err();
+        assert!(matches!(err, InterpreterError::Failed { .. }), "{err}");
+    }
+
+    #[test]
+    fn old_pythons_are_too_old() {
+        for version in ["2.7.18", "3.6.15", "3.7.16"] {
+            let Some(python) = pyenv_python(version) else {
+                continue;
+            };
+            let err = Interpreter::probe(python.as_os_str()).unwrap_err();
+            match err {
+                InterpreterError::TooOld { version: v, .. } => assert_eq!(v, version),
+                other => panic!("{version}: {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn venv_reports_base_executable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let venv = dir.path().join("venv");
+        let status = Command::new("python3")
+            .args(["-m", "venv", "--without-pip"])
+            .arg(&venv)
+            .status()
+            .expect("venv");
+        assert!(status.success());
+        let interp = Interpreter::probe(venv.join("bin/python").as_os_str()).expect("probe");
+        assert!(interp.is_venv());
+        assert_eq!(interp.prefix, venv);
+        assert!(
+            !interp.base_executable.starts_with(&venv),
+            "{:?}",
+            interp.base_executable
+        );
+    }
+
+    #[test]
+    fn parses_records_after_noise() {
+        let out = b"noise\nSITEFS-PROBE-1\0version=3.7\0full_version=3.7.1\0";
+        let facts = Facts::parse(out).expect("parse");
+        let err = facts.into_interpreter("py").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "python interpreter `py` is Python 3.7.1; sitefs needs Python 3.8 or newer"
+        );
+        assert!(Facts::parse(b"hello").is_err());
+    }
+
+    #[test]
+    fn version_comparison() {
+        assert!(version_at_least("3.8", MIN_PYTHON));
+        assert!(version_at_least("3.13", MIN_PYTHON));
+        assert!(!version_at_least("3.7", MIN_PYTHON));
+        assert!(!version_at_least("2.7", MIN_PYTHON));
+        assert!(!version_at_least("x", MIN_PYTHON));
+    }
+}

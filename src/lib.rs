@@ -1,0 +1,24 @@
+//! sitefs: Python environments as read-only FUSE views over a shared,
+//! verified, content-addressed store of unpacked wheels.
+//!
+//! The crate is layered so each concept can be read and tested alone:
+//! [`wheel`] parses and verifies wheel archives, [`store`] names where
+//! things live, [`ingest`] adds wheels to it, [`dist_index`] is the
+//! per-distribution index a mount loads, [`bytecode`] compiles sources with
+//! the target interpreter, [`manifest`] names an environment's
+//! distributions, [`view`] merges them into one tree (pure data), and
+//! [`fs`] serves that tree over FUSE.
+
+pub mod bytecode;
+pub mod daemon;
+pub mod dist_index;
+pub mod fs;
+pub mod hashing;
+pub mod ingest;
+pub mod interpreter;
+pub mod manifest;
+pub mod progress;
+pub mod store;
+pub mod verify;
+pub mod view;
+pub mod wheel;

@@ -1,0 +1,315 @@
+//! The manifest: a small TOML file naming an environment's store,
+//! interpreter and distributions. It is the whole truth about an env: the
+//! same manifest over the same store gives the same tree anywhere.
+//!
+//! ```toml
+//! version = 1
+//! store = "/var/lib/sitefs"        # relative paths are from this file
+//! on_conflict = "error"            # or "last-wins"
+//!
+//! [python]
+//! version = "3.11"
+//! cache_tag = "cpython-311"
+//!
+//! [[dist]]
+//! name = "numpy"
+//! version = "2.4.6"
+//! id = "numpy-2.4.6-1f2e3d4c5b6a7980"
+//! requested = true                 # optional: marks REQUESTED
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Store, StoreError};
+use crate::view::{Conflict, ConflictPolicy, View, ViewBuilder};
+use crate::wheel::normalize_name;
+
+/// The only manifest format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub version: u32,
+    pub store: PathBuf,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub on_conflict: OnConflict,
+    pub python: PythonSpec,
+    #[serde(default, rename = "dist")]
+    pub dists: Vec<DistRef>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnConflict {
+    #[default]
+    Error,
+    LastWins,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PythonSpec {
+    /// `X.Y`, names `lib/pythonX.Y/site-packages`.
+    pub version: String,
+    /// `sys.implementation.cache_tag`, names the pycs to serve.
+    pub cache_tag: String,
+    /// The interpreter the env was made with (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DistRef {
+    pub name: String,
+    pub version: String,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requested: bool,
+}
+
+/// Why a manifest cannot be used. One line each, naming what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest {path}: {err}")]
+    Read { path: String, err: std::io::Error },
+    #[error("manifest {path}{at}: {msg}")]
+    Parse {
+        path: String,
+        at: String,
+        msg: String,
+    },
+    #[error("manifest {path}: format version {found} is not supported (this sitefs reads version {FORMAT_VERSION})")]
+    Version { path: String, found: u32 },
+    #[error("manifest {path}: {err}")]
+    Store { path: String, err: StoreError },
+    #[error("manifest {path}: dist {id:?} is {found}, but the manifest says {name} {version}")]
+    Mismatch {
+        path: String,
+        id: String,
+        found: String,
+        name: String,
+        version: String,
+    },
+    #[error("manifest {path}: {name} {version} ({id}) has no bytecode for {cache_tag} in the store: run `sitefs store compile --store {store} --python PYTHON {name}=={version}`")]
+    NoBytecode {
+        path: String,
+        name: String,
+        version: String,
+        id: String,
+        cache_tag: String,
+        store: String,
+    },
+    #[error("manifest {path}: {conflict}")]
+    Conflict { path: String, conflict: Conflict },
+    #[error("manifest {path}: {name} is listed twice")]
+    Duplicate { path: String, name: String },
+}
+
+impl Manifest {
+    /// Read and parse a manifest file.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|err| ManifestError::Read {
+            path: p.clone(),
+            err,
+        })?;
+        Self::parse(&text, &p)
+    }
+
+    /// Parse manifest text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
+        let m: Manifest = toml::from_str(text).map_err(|e| parse_error(text, origin, &e))?;
+        if m.version != FORMAT_VERSION {
+            return Err(ManifestError::Version {
+                path: origin.to_string(),
+                found: m.version,
+            });
+        }
+        Ok(m)
+    }
+
+    /// Write atomically (temp file + rename): readers see the old or the
+    /// new manifest, never half of one.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let text = toml::to_string(self).map_err(std::io::Error::other)?;
+        let tmp = path.with_extension(format!("toml.tmp.{}", std::process::id()));
+        std::fs::write(
+            &tmp,
+            format!("# sitefs manifest: the distributions of this environment\n{text}"),
+        )?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// The store path, resolved against the manifest's directory.
+    pub fn store_path(&self, manifest_path: &Path) -> PathBuf {
+        match manifest_path.parent() {
+            Some(dir) if self.store.is_relative() => dir.join(&self.store),
+            _ => self.store.clone(),
+        }
+    }
+
+    pub fn policy(&self) -> ConflictPolicy {
+        match self.on_conflict {
+            OnConflict::Error => ConflictPolicy::Error,
+            OnConflict::LastWins => ConflictPolicy::LastWins,
+        }
+    }
+}
+
+/// Turn a TOML error into one line: position and message, no snippet.
+fn parse_error(text: &str, origin: &str, e: &toml::de::Error) -> ManifestError {
+    let at = e.span().map_or(String::new(), |s| {
+        let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+        format!(" line {line}")
+    });
+    ManifestError::Parse {
+        path: origin.to_string(),
+        at,
+        msg: e.message().trim().replace('\n', " "),
+    }
+}
+
+/// Check a manifest against its store and build its view: every problem
+/// a mount would hit, found before mounting. `dir_mtime` is what the view
+/// serves as directory mtime.
+pub fn build_view(
+    m: &Manifest,
+    manifest_path: &Path,
+    dir_mtime: SystemTime,
+) -> Result<(Store, View), ManifestError> {
+    let path = manifest_path.display().to_string();
+    let store_err = |err| ManifestError::Store {
+        path: path.clone(),
+        err,
+    };
+    let store = Store::open(&m.store_path(manifest_path)).map_err(store_err)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut builder = ViewBuilder::new(m.policy(), dir_mtime, &m.python.cache_tag);
+    for d in &m.dists {
+        if !seen.insert(normalize_name(&d.name)) {
+            return Err(ManifestError::Duplicate {
+                path,
+                name: d.name.clone(),
+            });
+        }
+        let idx = store.load(&d.id).map_err(|e| match e {
+            StoreError::NoSuchDist(..) => store_err(StoreError::NoSuchDist(
+                format!("{} {} ({})", d.name, d.version, d.id),
+                store.root().display().to_string(),
+            )),
+            e => store_err(e),
+        })?;
+        if normalize_name(&idx.meta.name) != normalize_name(&d.name)
+            || idx.meta.version != d.version
+        {
+            return Err(ManifestError::Mismatch {
+                path,
+                id: d.id.clone(),
+                found: format!("{} {}", idx.meta.name, idx.meta.version),
+                name: d.name.clone(),
+                version: d.version.clone(),
+            });
+        }
+        let pycs = store
+            .pyc_sizes(&m.python.cache_tag, &d.id)
+            .map_err(store_err)?
+            .ok_or_else(|| ManifestError::NoBytecode {
+                path: path.clone(),
+                name: d.name.clone(),
+                version: d.version.clone(),
+                id: d.id.clone(),
+                cache_tag: m.python.cache_tag.clone(),
+                store: store.root().display().to_string(),
+            })?;
+        let conflict = |conflict| ManifestError::Conflict {
+            path: path.clone(),
+            conflict,
+        };
+        builder.add_dist(&idx, &pycs).map_err(conflict)?;
+        add_install_markers(&mut builder, &idx.meta.dist_info, d.requested).map_err(conflict)?;
+    }
+    Ok((store, builder.finish()))
+}
+
+/// INSTALLER says who installed the dist (pip shows it in `pip list -v`
+/// and refuses to manage dists installed by others); REQUESTED marks dists
+/// the user asked for, as pip writes it.
+fn add_install_markers(
+    b: &mut ViewBuilder,
+    dist_info: &str,
+    requested: bool,
+) -> Result<(), Conflict> {
+    b.add_inline(
+        &format!("{dist_info}/INSTALLER"),
+        Arc::from(&b"sitefs\n"[..]),
+        false,
+    )?;
+    if requested {
+        b.add_inline(
+            &format!("{dist_info}/REQUESTED"),
+            Arc::from(&b""[..]),
+            false,
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+version = 1
+store = "store"
+[python]
+version = "3.11"
+cache_tag = "cpython-311"
+[[dist]]
+name = "pkg"
+version = "1.0"
+id = "pkg-1.0-0123456789abcdef"
+requested = true
+"#;
+
+    #[test]
+    fn parses_and_round_trips() {
+        let m = Manifest::parse(GOOD, "m.toml").unwrap();
+        assert_eq!(m.dists.len(), 1);
+        assert_eq!(
+            m.store_path(Path::new("/envs/a/sitefs.toml")),
+            Path::new("/envs/a/store")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sitefs.toml");
+        m.save(&p).unwrap();
+        assert_eq!(Manifest::load(&p).unwrap(), m);
+    }
+
+    #[test]
+    fn errors_are_one_line_and_name_the_problem() {
+        let unknown = GOOD.replace("requested = true", "requested = true\nfrobnicate = 1");
+        let e = Manifest::parse(&unknown, "m.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown field") && e.contains("frobnicate") && e.contains("line "),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+        let v2 = GOOD.replace("version = 1", "version = 2");
+        let e = Manifest::parse(&v2, "m.toml").unwrap_err().to_string();
+        assert!(e.contains("format version 2"), "{e}");
+        let e = Manifest::parse("version = 1\n", "m.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing field"), "{e}");
+    }
+}

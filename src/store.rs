@@ -1,0 +1,329 @@
+//! The shared, content-addressed store: where things live and how they
+//! are read. Writing into it is [`crate::ingest`]'s job.
+//!
+//! ```text
+//! S/objects/<aa>/<sha256>                  file contents, read-only
+//! S/dists/<id>/{dist.toml,files.tsv}       one per ingested wheel
+//! S/bytecode/<tag>/<aa>/<sha256>.pyc       pyc of that source for that interpreter
+//! S/bytecode/<tag>/dists/<id>              marker: <id> is fully compiled for <tag>
+//! S/tmp/                                   staging, renamed into place
+//! ```
+//!
+//! Every published path is immutable and appears by `rename`, so readers
+//! never see partial state and concurrent writers cannot corrupt it.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::dist_index::{DistIndex, DistMeta, IndexError};
+use crate::hashing::Digest;
+use crate::wheel::normalize_name;
+
+/// A store-level failure, each naming the path involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {0} does not exist: add wheels with `sitefs store add --store {0} WHEEL...` or pass the right --store")]
+    Missing(String),
+    #[error("{0} is not a sitefs store (no objects/ or dists/ inside): pass the right --store")]
+    NotAStore(String),
+    #[error("no store location: set --store, $SITEFS_STORE, $XDG_DATA_HOME or $HOME")]
+    NoLocation,
+    #[error("{path}: {err}")]
+    Io { path: String, err: io::Error },
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(
+        "{0:?} is not a store id: ids look like NAME-VERSION-<16 hex> (see `sitefs store ls`)"
+    )]
+    BadId(String),
+    #[error("distribution {0} is not in the store {1}: add its wheel with `sitefs store add`")]
+    NoSuchDist(String, String),
+    #[error("no distribution matches {0:?} in the store (see `sitefs store ls`)")]
+    NoMatch(String),
+}
+
+/// Attach the path to an io::Error, the one piece of context users need.
+pub fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |err| StoreError::Io {
+        path: path.display().to_string(),
+        err,
+    }
+}
+
+/// A store on disk. Cheap to clone; holds only its root.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+const SUBDIRS: [&str; 4] = ["objects", "dists", "bytecode", "tmp"];
+
+impl Store {
+    /// The store location: `--store`, else `$SITEFS_STORE`, else
+    /// `$XDG_DATA_HOME/sitefs`, else `~/.local/share/sitefs`.
+    pub fn locate(flag: Option<&Path>) -> Result<PathBuf, StoreError> {
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        if let Some(p) = flag {
+            return Ok(p.to_path_buf());
+        }
+        if let Some(p) = env("SITEFS_STORE") {
+            return Ok(PathBuf::from(p));
+        }
+        if let Some(p) = env("XDG_DATA_HOME") {
+            return Ok(PathBuf::from(p).join("sitefs"));
+        }
+        let home: OsString = env("HOME").ok_or(StoreError::NoLocation)?;
+        Ok(PathBuf::from(home).join(".local/share/sitefs"))
+    }
+
+    /// Open an existing store; a missing one is an error that says how
+    /// to make it, so a typo in `--store` never silently starts afresh.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        if !root.exists() {
+            return Err(StoreError::Missing(root.display().to_string()));
+        }
+        if !root.join("objects").is_dir() || !root.join("dists").is_dir() {
+            return Err(StoreError::NotAStore(root.display().to_string()));
+        }
+        Ok(Store {
+            root: absolute(root),
+        })
+    }
+
+    /// Open a store, creating its directories first if needed (ingest).
+    pub fn create(root: &Path) -> Result<Store, StoreError> {
+        if root.exists()
+            && !root.join("objects").is_dir()
+            && std::fs::read_dir(root)
+                .map_err(io_at(root))?
+                .next()
+                .is_some()
+        {
+            return Err(StoreError::NotAStore(root.display().to_string()));
+        }
+        for sub in SUBDIRS {
+            let p = root.join(sub);
+            std::fs::create_dir_all(&p).map_err(io_at(&p))?;
+        }
+        Ok(Store {
+            root: absolute(root),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn object_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("objects").join(d.fanout()).join(d.to_hex())
+    }
+
+    pub fn dists_dir(&self) -> PathBuf {
+        self.root.join("dists")
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// The directory of a dist; `id` must already be validated.
+    pub fn dist_dir(&self, id: &str) -> PathBuf {
+        self.dists_dir().join(id)
+    }
+
+    pub fn pyc_path(&self, cache_tag: &str, source: &Digest) -> PathBuf {
+        self.root
+            .join("bytecode")
+            .join(cache_tag)
+            .join(source.fanout())
+            .join(format!("{}.pyc", source.to_hex()))
+    }
+
+    /// The marker saying `id` is fully compiled for `cache_tag`.
+    pub fn bytecode_marker(&self, cache_tag: &str, id: &str) -> PathBuf {
+        self.root
+            .join("bytecode")
+            .join(cache_tag)
+            .join("dists")
+            .join(id)
+    }
+
+    pub fn has_bytecode(&self, cache_tag: &str, id: &str) -> bool {
+        self.bytecode_marker(cache_tag, id).exists()
+    }
+
+    /// The pycs of dist `id` for `cache_tag`: source digest -> pyc size,
+    /// from the marker written when compilation finished. `None` when the
+    /// dist has no bytecode for that interpreter.
+    pub fn pyc_sizes(
+        &self,
+        cache_tag: &str,
+        id: &str,
+    ) -> Result<Option<HashMap<Digest, u64>>, StoreError> {
+        let marker = self.bytecode_marker(cache_tag, id);
+        let text = match std::fs::read_to_string(&marker) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_at(&marker)(e)),
+        };
+        let bad = || StoreError::Io {
+            path: marker.display().to_string(),
+            err: io::Error::new(io::ErrorKind::InvalidData, "damaged bytecode marker"),
+        };
+        let mut out = HashMap::new();
+        for line in text.lines() {
+            let (src, size) = line.split_once('\t').ok_or_else(bad)?;
+            out.insert(
+                src.parse().map_err(|_| bad())?,
+                size.parse().map_err(|_| bad())?,
+            );
+        }
+        Ok(Some(out))
+    }
+
+    /// The interpreter cache tags that have bytecode for `id`.
+    pub fn bytecode_tags(&self, id: &str) -> Vec<String> {
+        let mut tags: Vec<String> = read_names(&self.root.join("bytecode"))
+            .into_iter()
+            .filter(|t| self.has_bytecode(t, id))
+            .collect();
+        tags.sort();
+        tags
+    }
+
+    /// Check that `id` names a distribution of this store: a plain name
+    /// (no path tricks) whose directory exists. Manifests can name nothing
+    /// outside the store.
+    pub fn check_id(&self, id: &str) -> Result<PathBuf, StoreError> {
+        if !is_valid_id(id) {
+            return Err(StoreError::BadId(id.to_string()));
+        }
+        let dir = self.dist_dir(id);
+        if !dir.join(crate::dist_index::META_FILE).is_file() {
+            return Err(StoreError::NoSuchDist(
+                id.to_string(),
+                self.root.display().to_string(),
+            ));
+        }
+        Ok(dir)
+    }
+
+    /// Load a dist's full index.
+    pub fn load(&self, id: &str) -> Result<DistIndex, StoreError> {
+        let dir = self.check_id(id)?;
+        Ok(DistIndex::load(&dir)?)
+    }
+
+    /// Every published distribution, sorted by name then version.
+    pub fn list(&self) -> Result<Vec<DistMeta>, StoreError> {
+        let mut out = Vec::new();
+        for id in read_names(&self.dists_dir()) {
+            if is_valid_id(&id) {
+                out.push(DistIndex::load_meta(&self.dist_dir(&id))?);
+            }
+        }
+        out.sort_by(|a, b| {
+            (normalize_name(&a.name), &a.version, &a.id).cmp(&(
+                normalize_name(&b.name),
+                &b.version,
+                &b.id,
+            ))
+        });
+        Ok(out)
+    }
+
+    /// Distributions matching `NAME` or `NAME==VERSION` (PEP 503 names).
+    pub fn find(&self, spec: &str) -> Result<Vec<DistMeta>, StoreError> {
+        let (name, version) = match spec.split_once("==") {
+            Some((n, v)) => (n.trim(), Some(v.trim())),
+            None => (spec.trim(), None),
+        };
+        let want = normalize_name(name);
+        let found: Vec<DistMeta> = self
+            .list()?
+            .into_iter()
+            .filter(|m| normalize_name(&m.name) == want && version.is_none_or(|v| v == m.version))
+            .collect();
+        if found.is_empty() {
+            return Err(StoreError::NoMatch(spec.to_string()));
+        }
+        Ok(found)
+    }
+}
+
+/// Store ids are single path components of safe characters.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && !id.starts_with('.')
+        && id.len() <= 255
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'))
+}
+
+/// The id a wheel gets: readable name and version plus 64 bits of the
+/// wheel's sha256, so two builds of one version never collide.
+pub fn dist_id(name: &str, version: &str, wheel_sha256: &Digest) -> String {
+    let name = normalize_name(name).replace('-', "_");
+    let version: String = version
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '+') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{name}-{version}-{}", &wheel_sha256.to_hex()[..16])
+}
+
+fn read_names(dir: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect()
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_safe_components() {
+        let id = dist_id("Foo.Bar", "1.0+local", &Digest::of(b"x"));
+        assert!(id.starts_with("foo_bar-1.0+local-"), "{id}");
+        assert!(is_valid_id(&id));
+        for bad in ["", "../x", "a/b", ".hidden", "a b"] {
+            assert!(!is_valid_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn open_requires_an_existing_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let e = Store::open(&missing).unwrap_err().to_string();
+        assert!(
+            e.contains("does not exist") && e.contains("store add"),
+            "{e}"
+        );
+        let s = Store::create(&missing).unwrap();
+        assert!(Store::open(s.root()).is_ok());
+        let e = s.check_id("../../etc").unwrap_err().to_string();
+        assert!(e.contains("not a store id"), "{e}");
+        let e = s
+            .check_id("pkg-1-0000000000000000")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not in the store"), "{e}");
+    }
+}

@@ -1,0 +1,128 @@
+//! `store verify`: re-hash every object a distribution needs, so silent
+//! disk corruption or a hand-edited store file is found before an
+//! environment serves it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rayon::prelude::*;
+
+use crate::hashing::{hash_file, Digest};
+use crate::progress;
+use crate::store::{Store, StoreError};
+
+/// One damaged object and who needs it.
+#[derive(Debug, Clone)]
+pub enum Problem {
+    Missing {
+        object: Digest,
+        users: Vec<String>,
+    },
+    Corrupt {
+        object: Digest,
+        actual: Digest,
+        users: Vec<String>,
+    },
+    Unreadable {
+        object: Digest,
+        why: String,
+        users: Vec<String>,
+    },
+    BadIndex {
+        id: String,
+        why: String,
+    },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Missing { object, users } => write!(
+                f,
+                "missing object {object} (needed by {})",
+                users.join(", ")
+            ),
+            Problem::Corrupt {
+                object,
+                actual,
+                users,
+            } => {
+                write!(
+                    f,
+                    "corrupt object {object}: content hashes to {actual} (needed by {})",
+                    users.join(", ")
+                )
+            }
+            Problem::Unreadable { object, why, users } => {
+                write!(
+                    f,
+                    "unreadable object {object}: {why} (needed by {})",
+                    users.join(", ")
+                )
+            }
+            Problem::BadIndex { id, why } => write!(f, "damaged index of {id}: {why}"),
+        }
+    }
+}
+
+/// What a verify run found.
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    pub dists_checked: usize,
+    pub objects_checked: usize,
+    pub problems: Vec<Problem>,
+}
+
+/// Check every object referenced by every distribution.
+pub fn verify(store: &Store, quiet: bool) -> Result<VerifyReport, StoreError> {
+    let mut report = VerifyReport::default();
+    let mut users: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+    for meta in store.list()? {
+        report.dists_checked += 1;
+        match store.load(&meta.id) {
+            Ok(idx) => {
+                for f in idx.files {
+                    users
+                        .entry(f.object)
+                        .or_default()
+                        .push(format!("{} {}", meta.id, f.path));
+                }
+            }
+            Err(e) => report.problems.push(Problem::BadIndex {
+                id: meta.id.clone(),
+                why: e.to_string(),
+            }),
+        }
+    }
+    report.objects_checked = users.len();
+    let bar = progress::bar(users.len() as u64, "verifying", quiet);
+    let problems: Vec<Problem> = users
+        .into_par_iter()
+        .filter_map(|(object, users)| {
+            bar.inc(1);
+            check_object(store, object, users)
+        })
+        .collect();
+    bar.finish_and_clear();
+    report.problems.extend(problems);
+    Ok(report)
+}
+
+fn check_object(store: &Store, object: Digest, users: Vec<String>) -> Option<Problem> {
+    match hash_file(&store.object_path(&object)) {
+        Ok((actual, _)) if actual == object => None,
+        Ok((actual, _)) => Some(Problem::Corrupt {
+            object,
+            actual,
+            users,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Some(Problem::Missing { object, users })
+        }
+        Err(e) => Some(Problem::Unreadable {
+            object,
+            why: e.to_string(),
+            users,
+        }),
+    }
+}
