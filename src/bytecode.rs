@@ -616,9 +616,7 @@ impl Worker {
             detail: crash_detail(status, &self.stderr_tail),
         }
     }
-}
 
-impl Worker {
     /// Close stdin and wait for the process, killing it if it has not
     /// exited after [`REAP_GRACE`] (it may be mid-batch or wedged).
     fn reap(&mut self) -> io::Result<ExitStatus> {

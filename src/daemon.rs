@@ -19,7 +19,7 @@ use std::time::UNIX_EPOCH;
 use fuser::{Config, MountOption, Session, SessionACL};
 use log::{error, info};
 
-use crate::fs::{OpenMode, SiteFs};
+use crate::fs::{OpenMode, SiteFs, ViewState};
 use crate::manifest::{build_view, Manifest, ManifestError};
 use crate::store::Store;
 use crate::view::View;
@@ -53,6 +53,8 @@ pub enum MountError {
     NeedsUserAllowOther,
     #[error("mounting {mountpoint}: {err}")]
     Mount { mountpoint: String, err: String },
+    #[error("{0}")]
+    Daemon(String),
     #[error("the mount daemon exited before the mount was live (run `sitefs -v mount -f ...` to see why)")]
     DaemonDied,
     #[error("{0}")]
@@ -165,34 +167,50 @@ pub struct MountRequest {
     pub foreground: bool,
 }
 
+/// A manifest checked against its store and a mountpoint checked for
+/// use: everything that can fail before the kernel is involved.
+pub struct Prepared {
+    pub manifest: PathBuf,
+    pub store: Store,
+    pub view: View,
+    pub mountpoint: PathBuf,
+}
+
+/// Check a manifest and a mountpoint.
+pub fn prepare(manifest: &Path, mountpoint: &Path) -> Result<Prepared, MountError> {
+    let manifest = std::path::absolute(manifest).unwrap_or(manifest.to_path_buf());
+    let (store, view) = load_view(&manifest)?;
+    let mountpoint = check_mountpoint(mountpoint)?;
+    Ok(Prepared {
+        manifest,
+        store,
+        view,
+        mountpoint,
+    })
+}
+
 /// Mount a manifest; returns once the mount is live (daemon mode) or
 /// once it is unmounted again (foreground).
 pub fn mount(req: MountRequest) -> Result<(), MountError> {
-    let manifest_path = std::path::absolute(&req.manifest).unwrap_or(req.manifest.clone());
-    let (store, view) = load_view(&manifest_path)?;
-    let mountpoint = check_mountpoint(&req.mountpoint)?;
-    let status = if req.foreground {
-        None
-    } else {
-        Some(daemonize()?)
+    let prepared = prepare(&req.manifest, &req.mountpoint)?;
+    launch(prepared, &req.opts, req.foreground)
+}
+
+/// Serve a prepared mount. In the background (the default) this forks:
+/// the caller gets `Ok` once the mount is live, while the child serves it
+/// and never returns.
+pub fn launch(p: Prepared, opts: &MountOpts, foreground: bool) -> Result<(), MountError> {
+    if foreground {
+        return serve(p, opts, None);
+    }
+    let Some(status) = daemonize()? else {
+        return Ok(());
     };
-    let fsname = req
-        .opts
-        .fsname
-        .clone()
-        .unwrap_or_else(|| manifest_path.display().to_string());
-    let result = serve(
-        Arc::new(view),
-        store,
-        &mountpoint,
-        &req.opts,
-        &fsname,
-        status,
-    );
+    let result = serve(p, opts, Some(status));
     if let Err(e) = &result {
         error!("{e}");
     }
-    result
+    std::process::exit(i32::from(result.is_err()))
 }
 
 /// Load and check a manifest, building its view. The view's directory
@@ -283,36 +301,28 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), MountError> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Fork. The parent waits for the child's status and exits; the child
-/// returns the status pipe and continues as a detached daemon.
-fn daemonize() -> Result<Status, MountError> {
+/// Fork. The parent waits for the child's status and returns `None`
+/// once the mount is live (or the child's error); the child returns the
+/// status pipe and continues as a detached daemon.
+fn daemonize() -> Result<Option<Status>, MountError> {
     let (rd, wr) = pipe()?;
     // SAFETY: the process is single-threaded here (no FUSE threads yet),
     // so the child may continue running arbitrary Rust code.
     match unsafe { libc::fork() } {
-        -1 => Err(MountError::Sys(format!(
-            "fork: {}",
-            std::io::Error::last_os_error()
-        ))),
+        -1 => Err(MountError::Sys(format!("fork: {}", std::io::Error::last_os_error()))),
         0 => {
             drop(rd);
             detach();
-            Ok(Status(File::from(wr)))
+            Ok(Some(Status(File::from(wr))))
         }
         _ => {
             drop(wr);
             let mut msg = String::new();
             let _ = File::from(rd).read_to_string(&mut msg);
             match msg.strip_prefix("ERR ") {
-                _ if msg == "OK" => std::process::exit(0),
-                Some(e) => {
-                    eprintln!("error: {e}");
-                    std::process::exit(1)
-                }
-                None => {
-                    eprintln!("error: {}", MountError::DaemonDied);
-                    std::process::exit(1)
-                }
+                _ if msg == "OK" => Ok(None),
+                Some(e) => Err(MountError::Daemon(e.to_string())),
+                None => Err(MountError::DaemonDied),
             }
         }
     }
@@ -356,37 +366,97 @@ fn fuse_config(opts: &MountOpts, fsname: &str) -> Config {
     config
 }
 
-/// Mount, report readiness, and serve until unmounted or signalled.
-fn serve(
-    view: Arc<View>,
-    store: Store,
-    mountpoint: &Path,
-    opts: &MountOpts,
-    fsname: &str,
-    status: Option<Status>,
-) -> Result<(), MountError> {
+/// Mount, report readiness, and serve until unmounted or signalled,
+/// reloading the view whenever the manifest file is replaced.
+fn serve(p: Prepared, opts: &MountOpts, status: Option<Status>) -> Result<(), MountError> {
     let fail = |status: Option<Status>, e: MountError| {
         if let Some(s) = status {
             s.send(&format!("ERR {e}"));
         }
         e
     };
-    let fs = SiteFs::new(view, store, opts.open);
-    let session = match Session::new(fs, mountpoint, &fuse_config(opts, fsname)) {
+    // Block termination signals before any thread starts, so that every
+    // thread inherits the mask and only `sigwait` sees them.
+    let signals = signal_set(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1]);
+    // SAFETY: signals is a valid, initialized sigset.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut()) };
+    let fsname = opts.fsname.clone().unwrap_or_else(|| p.manifest.display().to_string());
+    let state = ViewState::new(p.view);
+    let fs = SiteFs::new(state.clone(), p.store, opts.open);
+    let session = match Session::new(fs, &p.mountpoint, &fuse_config(opts, &fsname)) {
         Ok(s) => s,
-        Err(e) => return Err(fail(status, mount_error(mountpoint, &e))),
+        Err(e) => return Err(fail(status, mount_error(&p.mountpoint, &e))),
     };
-    let watchdog = match spawn_watchdog(mountpoint) {
+    let watchdog = match spawn_watchdog(&p.mountpoint) {
         Ok(w) => w,
         Err(e) => return Err(fail(status, e)),
     };
-    info!("mounted {} on {}", fsname, mountpoint.display());
+    let notifier = session.notifier();
+    if let Err(e) = watch_manifest(&p.manifest, state, notifier) {
+        log::warn!("live reload disabled: cannot watch {}: {e}", p.manifest.display());
+    }
+    info!("mounted {fsname} on {}", p.mountpoint.display());
     if let Some(s) = status {
         s.send("OK");
     }
-    let result = run_until_signalled(session, mountpoint);
+    let result = run_until_signalled(session, &p.mountpoint, &signals);
     drop(watchdog);
     result
+}
+
+/// Watch the manifest's directory; when the manifest is replaced (as
+/// `Manifest::save` does, by rename), rebuild the view and swap it in.
+/// A manifest that fails to load leaves the old view serving.
+fn watch_manifest(manifest: &Path, state: Arc<ViewState>, notifier: fuser::Notifier) -> std::io::Result<()> {
+    let dir = manifest.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let name = manifest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let cdir = CString::new(dir.as_os_str().as_bytes())?;
+    // SAFETY: plain syscalls; the fd is owned below.
+    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by inotify_init1.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mask = libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE;
+    // SAFETY: fd and cdir are valid.
+    if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), cdir.as_ptr(), mask) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let manifest = manifest.to_path_buf();
+    std::thread::Builder::new().name("manifest-watch".into()).spawn(move || {
+        let mut file = File::from(fd);
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = file.read(&mut buf) {
+            if n == 0 || !inotify_names(&buf[..n]).any(|e| e == name.as_bytes()) {
+                continue;
+            }
+            match load_view(&manifest) {
+                Ok((_, view)) => {
+                    let changes = state.replace(view);
+                    crate::fs::invalidate(&notifier, &changes);
+                    info!("reloaded {} ({} directories changed)", manifest.display(), changes.len());
+                }
+                Err(e) => log::error!("not reloading: {e}"),
+            }
+        }
+    })?;
+    Ok(())
+}
+
+/// The names in a buffer of `struct inotify_event`s.
+fn inotify_names(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let header = std::mem::size_of::<libc::inotify_event>();
+    let mut off = 0;
+    std::iter::from_fn(move || {
+        if off + header > buf.len() {
+            return None;
+        }
+        let len = u32::from_ne_bytes(buf[off + 12..off + 16].try_into().ok()?) as usize;
+        let name = buf.get(off + header..off + header + len)?;
+        off += header + len;
+        Some(name.split(|&b| b == 0).next().unwrap_or_default())
+    })
 }
 
 fn mount_error(mountpoint: &Path, e: &std::io::Error) -> MountError {
@@ -403,10 +473,11 @@ fn mount_error(mountpoint: &Path, e: &std::io::Error) -> MountError {
 /// Block the termination signals in every thread, run the session on
 /// worker threads, and unmount on SIGTERM/SIGINT/SIGHUP. Returns when the
 /// filesystem is unmounted, whoever unmounted it.
-fn run_until_signalled(mut session: Session<SiteFs>, mountpoint: &Path) -> Result<(), MountError> {
-    let set = signal_set(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1]);
-    // SAFETY: set is a valid, initialized sigset.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+fn run_until_signalled(
+    mut session: Session<SiteFs>,
+    mountpoint: &Path,
+    set: &libc::sigset_t,
+) -> Result<(), MountError> {
     let mut unmounter = session.unmount_callable();
     let runner = std::thread::spawn(move || {
         let r = session.run();
@@ -417,7 +488,7 @@ fn run_until_signalled(mut session: Session<SiteFs>, mountpoint: &Path) -> Resul
     loop {
         let mut sig = 0;
         // SAFETY: set and sig are valid.
-        unsafe { libc::sigwait(&set, &mut sig) };
+        unsafe { libc::sigwait(set, &mut sig) };
         if sig == libc::SIGUSR1 {
             break;
         }

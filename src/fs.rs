@@ -15,7 +15,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use fuser::{
@@ -26,7 +26,7 @@ use fuser::{
 use log::{debug, info, warn};
 
 use crate::store::Store;
-use crate::view::{Ino, Kind, Node, Source, View};
+use crate::view::{Change, Ino, Kind, Node, Source, View, ROOT};
 
 /// The tree never changes under a mount, so the kernel may cache names
 /// and attributes for as long as it likes.
@@ -53,9 +53,59 @@ impl std::str::FromStr for OpenMode {
     }
 }
 
+/// The view being served, swappable for live reloads. Views replaced by
+/// a reload are kept so that processes holding inodes of removed files
+/// can still read them (as on a local filesystem after an unlink).
+pub struct ViewState {
+    current: RwLock<Arc<View>>,
+    retired: Mutex<Vec<Arc<View>>>,
+}
+
+/// How many replaced views stay readable.
+const RETIRED_VIEWS: usize = 16;
+
+impl ViewState {
+    pub fn new(view: View) -> Arc<Self> {
+        Arc::new(ViewState {
+            current: RwLock::new(Arc::new(view)),
+            retired: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn current(&self) -> Arc<View> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The view that knows `ino`: the current one, else the newest
+    /// retired one that had it.
+    fn holding(&self, ino: Ino) -> Option<Arc<View>> {
+        let cur = self.current();
+        if cur.get(ino).is_some() {
+            return Some(cur);
+        }
+        let retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        retired.iter().rev().find(|v| v.get(ino).is_some()).cloned()
+    }
+
+    /// Swap in `new` (renumbered against the current view) and return
+    /// what the kernel must forget.
+    pub fn replace(&self, mut new: View) -> Vec<Change> {
+        let mut cur = self.current.write().unwrap_or_else(|e| e.into_inner());
+        new.renumber_like(&cur);
+        let changes = new.changes_since(&cur);
+        let old = std::mem::replace(&mut *cur, Arc::new(new));
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        retired.push(old);
+        if retired.len() > RETIRED_VIEWS {
+            retired.remove(0);
+        }
+        changes
+    }
+}
+
 /// A read-only FUSE filesystem over one view.
 pub struct SiteFs {
-    view: Arc<View>,
+    state: Arc<ViewState>,
     store: Store,
     requested: OpenMode,
     passthrough: AtomicBool,
@@ -78,11 +128,11 @@ struct BackingCache {
 const MAX_OPEN_FILES: usize = 256;
 
 impl SiteFs {
-    pub fn new(view: Arc<View>, store: Store, mode: OpenMode) -> Self {
+    pub fn new(state: Arc<ViewState>, store: Store, mode: OpenMode) -> Self {
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         SiteFs {
-            view,
+            state,
             store,
             requested: mode,
             passthrough: AtomicBool::new(false),
@@ -124,34 +174,33 @@ impl SiteFs {
         }
     }
 
-    fn backing_path(&self, source: &Source) -> Option<PathBuf> {
+    fn backing_path(&self, view: &View, source: &Source) -> Option<PathBuf> {
         match source {
             Source::Object(d) => Some(self.store.object_path(d)),
-            Source::Pyc(d) => Some(self.store.pyc_path(self.view_tag(), d)),
+            Source::Pyc(d) => Some(self.store.pyc_path(&view.cache_tag, d)),
             Source::Inline(_) => None,
         }
     }
 
-    fn view_tag(&self) -> &str {
-        &self.view.cache_tag
-    }
-
-    fn file_of(&self, ino: Ino) -> Result<(&Source, u64), Errno> {
-        match self.view.get(ino).map(|n| &n.kind) {
-            Some(Kind::File { source, size, .. }) => Ok((source, *size)),
-            Some(Kind::Dir { .. }) => Err(Errno::EISDIR),
-            None => Err(Errno::ENOENT),
-        }
+    /// The view holding file `ino`, with the file's source and size.
+    fn file_of(&self, ino: Ino) -> Result<(Arc<View>, Source, u64), Errno> {
+        let view = self.state.holding(ino).ok_or(Errno::ENOENT)?;
+        let (source, size) = match view.get(ino).map(|n| &n.kind) {
+            Some(Kind::File { source, size, .. }) => (source.clone(), *size),
+            Some(Kind::Dir { .. }) => return Err(Errno::EISDIR),
+            None => return Err(Errno::ENOENT),
+        };
+        Ok((view, source, size))
     }
 
     /// An open descriptor of the store file behind `ino`, cached so that
     /// reads after the first cost one `pread`.
-    fn backing_file(&self, ino: Ino, source: &Source) -> Result<Arc<File>, Errno> {
+    fn backing_file(&self, view: &View, ino: Ino, source: &Source) -> Result<Arc<File>, Errno> {
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = files.get(&ino) {
             return Ok(f.clone());
         }
-        let path = self.backing_path(source).ok_or(Errno::EIO)?;
+        let path = self.backing_path(view, source).ok_or(Errno::EIO)?;
         let f = Arc::new(File::open(&path).map_err(|e| {
             warn!("{}: {e}", path.display());
             Errno::EIO
@@ -165,11 +214,12 @@ impl SiteFs {
 
     fn open_passthrough(
         &self,
+        view: &View,
         ino: Ino,
         source: &Source,
         reply: ReplyOpen,
     ) -> Result<(), (ReplyOpen, Errno)> {
-        let Some(path) = self.backing_path(source) else {
+        let Some(path) = self.backing_path(view, source) else {
             return Err((reply, Errno::ENOSYS));
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
@@ -230,7 +280,7 @@ impl Filesystem for SiteFs {
         }
         info!(
             "serving {} inodes, open mode {}",
-            self.view.len(),
+            self.state.current().len(),
             if self.uses_passthrough() {
                 "passthrough"
             } else {
@@ -241,22 +291,25 @@ impl Filesystem for SiteFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let found = name.to_str().and_then(|n| self.view.lookup(parent.0, n));
-        match found.and_then(|ino| self.view.get(ino).map(|n| (ino, n))) {
+        let view = self.state.current();
+        let found = name.to_str().and_then(|n| view.lookup(parent.0, n));
+        match found.and_then(|ino| view.get(ino).map(|n| (ino, n))) {
             Some((ino, node)) => reply.entry(&TTL, &self.attr(ino, node), Generation(0)),
             // Inode 0 with a TTL is a cached negative entry: the import
             // system probes many names that never exist.
-            None => {
-                let mut attr = self.attr(0, self.view.get(crate::view::ROOT).expect("root"));
-                attr.ino = INodeNo(0);
-                reply.entry(&TTL, &attr, Generation(0));
-            }
+            None => match view.get(ROOT) {
+                Some(root) => reply.entry(&TTL, &self.attr(0, root), Generation(0)),
+                None => reply.error(Errno::ENOENT),
+            },
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.view.get(ino.0) {
-            Some(node) => reply.attr(&TTL, &self.attr(ino.0, node)),
+        match self.state.holding(ino.0) {
+            Some(view) => match view.get(ino.0) {
+                Some(node) => reply.attr(&TTL, &self.attr(ino.0, node)),
+                None => reply.error(Errno::ENOENT),
+            },
             None => reply.error(Errno::ENOENT),
         }
     }
@@ -265,12 +318,12 @@ impl Filesystem for SiteFs {
         if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
             return reply.error(Errno::EROFS);
         }
-        let source = match self.file_of(ino.0) {
-            Ok((s, _)) => s,
+        let (view, source) = match self.file_of(ino.0) {
+            Ok((v, s, _)) => (v, s),
             Err(e) => return reply.error(e),
         };
         if self.uses_passthrough() {
-            match self.open_passthrough(ino.0, source, reply) {
+            match self.open_passthrough(&view, ino.0, &source, reply) {
                 Ok(()) => {}
                 // Inline files and failed backing opens are served by us.
                 Err((reply, Errno::ENOSYS)) => {
@@ -296,7 +349,7 @@ impl Filesystem for SiteFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let (source, len) = match self.file_of(ino.0) {
+        let (view, source, len) = match self.file_of(ino.0) {
             Ok(f) => f,
             Err(e) => return reply.error(e),
         };
@@ -304,10 +357,10 @@ impl Filesystem for SiteFs {
         if offset >= end {
             return reply.data(&[]);
         }
-        if let Source::Inline(bytes) = source {
+        if let Source::Inline(bytes) = &source {
             return reply.data(&bytes[offset as usize..end as usize]);
         }
-        let file = match self.backing_file(ino.0, source) {
+        let file = match self.backing_file(&view, ino.0, &source) {
             Ok(f) => f,
             Err(e) => return reply.error(e),
         };
@@ -337,7 +390,7 @@ impl Filesystem for SiteFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.view.get(ino.0) {
+        match self.state.current().get(ino.0) {
             Some(n) if n.is_dir() => reply.opened(
                 FileHandle(0),
                 FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
@@ -355,7 +408,8 @@ impl Filesystem for SiteFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let entries = match self.dir_entries(ino.0) {
+        let view = self.state.current();
+        let entries = match dir_entries(&view, ino.0) {
             Ok(e) => e,
             Err(e) => return reply.error(e),
         };
@@ -380,7 +434,8 @@ impl Filesystem for SiteFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let entries = match self.dir_entries(ino.0) {
+        let view = self.state.current();
+        let entries = match dir_entries(&view, ino.0) {
             Ok(e) => e,
             Err(e) => return reply.error(e),
         };
@@ -400,31 +455,37 @@ impl Filesystem for SiteFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let blocks = self.view.total_bytes.div_ceil(4096);
-        reply.statfs(blocks, 0, 0, self.view.len() as u64, 0, 4096, 255, 4096);
+        let view = self.state.current();
+        let blocks = view.total_bytes.div_ceil(4096);
+        reply.statfs(blocks, 0, 0, view.len() as u64, 0, 4096, 255, 4096);
     }
 }
 
-impl SiteFs {
-    /// `.`, `..` and the children of a directory, in a stable order so
-    /// readdir offsets stay valid across calls.
-    fn dir_entries(&self, ino: Ino) -> Result<impl Iterator<Item = (Ino, &str, &Node)>, Errno> {
-        let node = self.view.get(ino).ok_or(Errno::ENOENT)?;
-        let Kind::Dir { children, .. } = &node.kind else {
-            return Err(Errno::ENOTDIR);
-        };
-        let dots = [
-            (ino, ".", node),
-            (
-                node.parent,
-                "..",
-                self.view.get(node.parent).unwrap_or(node),
-            ),
-        ];
-        let kids = children
-            .iter()
-            .filter_map(|&c| self.view.get(c).map(|n| (c, &*n.name, n)));
-        Ok(dots.into_iter().chain(kids))
+/// `.`, `..` and the children of a directory, in a stable order so
+/// readdir offsets stay valid across calls.
+fn dir_entries(view: &View, ino: Ino) -> Result<impl Iterator<Item = (Ino, &str, &Node)>, Errno> {
+    let node = view.get(ino).ok_or(Errno::ENOENT)?;
+    let Kind::Dir { children, .. } = &node.kind else {
+        return Err(Errno::ENOTDIR);
+    };
+    let parent = view.get(node.parent).unwrap_or(node);
+    let dots = [(ino, ".", node), (node.parent, "..", parent)];
+    let kids = children
+        .iter()
+        .filter_map(move |&c| view.get(c).map(|n| (c, &*n.name, n)));
+    Ok(dots.into_iter().chain(kids))
+}
+
+/// Tell the kernel to forget what a reload changed: the listing and
+/// attributes of each changed directory (and the root, whose mtime the
+/// import system and importlib.metadata watch) and each changed name.
+pub fn invalidate(notifier: &fuser::Notifier, changes: &[Change]) {
+    let _ = notifier.inval_inode(INodeNo(ROOT), 0, 0);
+    for c in changes {
+        let _ = notifier.inval_inode(INodeNo(c.dir), 0, 0);
+        for name in &c.names {
+            let _ = notifier.inval_entry(INodeNo(c.dir), OsStr::new(&**name));
+        }
     }
 }
 

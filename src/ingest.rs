@@ -121,26 +121,27 @@ pub fn add_wheels(
     );
     let compiled = compile_missing(store, &indexes, pools, opts.quiet);
     info!("compiled bytecode at {:.2?}", t0.elapsed());
-    if let Err(e) = sync_store(store) {
-        warn!("syncfs on {}: {e}", store.root().display());
+    let fresh = staged.iter().any(|s| matches!(s, Ok(Staged { stage: Some(_), .. })));
+    if fresh {
+        if let Err(e) = sync_store(store) {
+            warn!("syncfs on {}: {e}", store.root().display());
+        }
+        info!("synced at {:.2?}", t0.elapsed());
     }
-    info!("synced at {:.2?}", t0.elapsed());
-    let results = staged
-        .into_iter()
-        .map(|s| {
-            let s = s?;
-            compiled
-                .as_ref()
-                .map_err(|e| IngestError::Bytecode(e.clone()))?;
-            s.publish(store, pools)
-        })
-        .collect::<Vec<_>>();
     wheels
         .iter()
-        .zip(results)
-        .map(|(w, result)| WheelReport {
-            wheel: w.clone(),
-            result,
+        .zip(staged)
+        .map(|(w, s)| {
+            let result = s.and_then(|s| {
+                compiled.as_ref().map_err(|e| IngestError::Bytecode(e.clone()))?;
+                let outcome = s.publish(store, pools)?;
+                store.remember_wheel(w, &outcome.meta().id);
+                Ok(outcome)
+            });
+            WheelReport {
+                wheel: w.clone(),
+                result,
+            }
         })
         .collect()
 }
@@ -238,6 +239,12 @@ impl Drop for StageDir {
 /// Phase 1 for one wheel: verify every entry while streaming it into
 /// staging, then move its new objects into `objects/`.
 fn stage_wheel(store: &Store, path: &Path, limits: &Limits) -> Result<Staged, IngestError> {
+    if let Some(id) = store.seen_wheel(path) {
+        return Ok(Staged {
+            index: store.load(&id)?,
+            stage: None,
+        });
+    }
     let bytes = fs::read(path).map_err(io_at(path))?;
     let file_name = path
         .file_name()
@@ -247,6 +254,7 @@ fn stage_wheel(store: &Store, path: &Path, limits: &Limits) -> Result<Staged, In
     let wheel = Wheel::open(file_name, &bytes, limits)?;
     let id = dist_id(&wheel.name, &wheel.version, &wheel_sha);
     if store.check_id(&id).is_ok() {
+        store.remember_wheel(path, &id);
         return Ok(Staged {
             index: store.load(&id)?,
             stage: None,

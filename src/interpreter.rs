@@ -332,7 +332,7 @@ pub enum InterpreterError {
 /// store keys pycs by [`Interpreter::cache_tag`], environments link to
 /// [`Interpreter::executable`], and wheels are selected by
 /// [`Interpreter::tags`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Interpreter {
     /// `sys.executable`: the real binary, never a pyenv shim script (the
     /// probe runs inside the resolved interpreter, so shims are gone).
@@ -396,6 +396,30 @@ impl Interpreter {
     /// shim, or a path; the result always describes the real interpreter.
     pub fn probe(python: &OsStr) -> Result<Interpreter, InterpreterError> {
         probe_with(python, false)
+    }
+
+    /// Like [`Interpreter::probe`], but remembers the result in
+    /// `cache_dir` keyed by the interpreter binary's identity (path, inode,
+    /// size, mtime), so repeated commands skip starting Python. Names that
+    /// resolve to scripts (pyenv shims) are probed every time: which
+    /// interpreter they run depends on the caller's directory and env.
+    pub fn probe_cached(python: &OsStr, cache_dir: &std::path::Path) -> Result<Interpreter, InterpreterError> {
+        let Some(key) = binary_identity(python) else {
+            return Self::probe(python);
+        };
+        let file = cache_dir.join(&crate::hashing::Digest::of(key.as_bytes()).to_hex()[..32]);
+        if let Some(i) = std::fs::read_to_string(&file).ok().and_then(|t| toml::from_str(&t).ok()) {
+            return Ok(i);
+        }
+        let interp = Self::probe(python)?;
+        if let Ok(text) = toml::to_string(&interp) {
+            let tmp = file.with_extension(format!("tmp.{}", std::process::id()));
+            let ok = std::fs::create_dir_all(cache_dir).is_ok() && std::fs::write(&tmp, text).is_ok();
+            if !(ok && std::fs::rename(&tmp, &file).is_ok()) {
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+        Ok(interp)
     }
 
     /// The PEP 508 marker environment (`python_version`,
@@ -507,6 +531,27 @@ fn stderr_summary(stderr: &[u8]) -> String {
 }
 
 /// The raw records of one probe run.
+/// `path:inode:size:mtime` of the ELF binary `python` names, or None
+/// when it is not found or is a script.
+fn binary_identity(python: &OsStr) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let given = std::path::Path::new(python);
+    let path = if given.components().count() > 1 {
+        given.to_path_buf()
+    } else {
+        std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(given)).find(|p| p.is_file())?
+    };
+    let real = std::fs::canonicalize(path).ok()?;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(&real).ok()?.read_exact(&mut magic).ok()?;
+    if &magic != b"\x7fELF" {
+        return None;
+    }
+    let m = std::fs::metadata(&real).ok()?;
+    Some(format!("{}:{}:{}:{}.{}", real.display(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
 #[derive(Debug, Default)]
 struct Facts {
     values: BTreeMap<String, OsString>,

@@ -24,6 +24,12 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::HashMap;
+
+use crate::dist_index::DistIndex;
+use crate::hashing::Digest;
+use crate::record::{installed_record, InstalledExtras};
+use crate::scripts::{env_files, EnvLayout};
 use crate::store::{Store, StoreError};
 use crate::view::{Conflict, ConflictPolicy, View, ViewBuilder};
 use crate::wheel::normalize_name;
@@ -39,6 +45,10 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "is_default")]
     pub on_conflict: OnConflict,
     pub python: PythonSpec,
+    /// Present when the manifest belongs to a venv made by `env create`:
+    /// the view then also serves the RECORD of what the venv holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<EnvSpec>,
     #[serde(default, rename = "dist")]
     pub dists: Vec<DistRef>,
 }
@@ -65,6 +75,22 @@ pub struct PythonSpec {
     /// The interpreter the env was made with (informational).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executable: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EnvSpec {
+    /// The venv directory (its `bin/python` is the scripts' interpreter).
+    pub prefix: PathBuf,
+}
+
+impl EnvSpec {
+    pub fn layout(&self, python: &PythonSpec) -> EnvLayout {
+        EnvLayout {
+            prefix: self.prefix.clone(),
+            python_version: python.version.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -237,9 +263,39 @@ pub fn build_view(
         };
         builder.add_dist(&idx, &pycs).map_err(conflict)?;
         add_install_markers(&mut builder, &idx.meta.dist_info, d.requested).map_err(conflict)?;
+        if let Some(env) = &m.env {
+            let record = env_record(&store, &idx, &pycs, &env.layout(&m.python), &m.python.cache_tag, d.requested)
+                .map_err(|err| store_err(StoreError::Io { path: idx.meta.id.clone(), err }))?;
+            builder
+                .add_inline(&format!("{}/RECORD", idx.meta.dist_info), Arc::from(record.into_bytes()), false)
+                .map_err(conflict)?;
+        }
     }
     Ok((store, builder.finish()))
 }
+
+/// The RECORD of a dist installed in a venv, scripts and data included.
+fn env_record(
+    store: &Store,
+    idx: &DistIndex,
+    pycs: &HashMap<Digest, u64>,
+    layout: &EnvLayout,
+    cache_tag: &str,
+    requested: bool,
+) -> std::io::Result<String> {
+    let files = env_files(idx, layout, &|d| std::fs::read(store.object_path(d)))?;
+    let extras = InstalledExtras {
+        installer: INSTALLER,
+        requested,
+        env_files: &files,
+        up_to_prefix: "../../../",
+    };
+    Ok(installed_record(idx, cache_tag, pycs, &extras))
+}
+
+/// What `INSTALLER` says: pip shows it and tools use it to tell who
+/// manages a dist.
+pub const INSTALLER: &[u8] = b"sitefs\n";
 
 /// INSTALLER says who installed the dist (pip shows it in `pip list -v`
 /// and refuses to manage dists installed by others); REQUESTED marks dists

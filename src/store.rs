@@ -253,6 +253,45 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The store id a wheel file on disk was added as, if the file is
+    /// unchanged since (same device, inode, size and mtime): re-adding a
+    /// directory of known wheels then costs a stat per file, not a hash.
+    pub fn seen_wheel(&self, wheel: &Path) -> Option<String> {
+        let key = wheel_key(wheel)?;
+        let text = std::fs::read_to_string(self.seen_path(wheel)?).ok()?;
+        let (k, id) = text.trim_end().rsplit_once(' ')?;
+        (k == key && self.check_id(id).is_ok()).then(|| id.to_string())
+    }
+
+    /// Record that `wheel` was added as `id` (best effort: a read-only
+    /// shared store simply does not remember).
+    pub fn remember_wheel(&self, wheel: &Path, id: &str) {
+        let (Some(key), Some(path)) = (wheel_key(wheel), self.seen_path(wheel)) else {
+            return;
+        };
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        let ok = path.parent().is_some_and(|d| std::fs::create_dir_all(d).is_ok())
+            && std::fs::write(&tmp, format!("{key} {id}\n")).is_ok()
+            && std::fs::rename(&tmp, &path).is_ok();
+        if !ok {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+
+    fn seen_path(&self, wheel: &Path) -> Option<PathBuf> {
+        let abs = std::path::absolute(wheel).ok()?;
+        let d = Digest::of(abs.as_os_str().as_encoded_bytes());
+        Some(self.root.join("seen").join(&d.to_hex()[..32]))
+    }
+}
+
+fn wheel_key(wheel: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(wheel).ok()?;
+    Some(format!("{}:{}:{}:{}.{}", m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
 /// Store ids are single path components of safe characters.
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()

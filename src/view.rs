@@ -81,6 +81,23 @@ impl Node {
     }
 }
 
+/// A directory whose listing changed in a reload, and the changed names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub dir: Ino,
+    pub names: Vec<Box<str>>,
+}
+
+fn same_content(a: &Node, b: &Node) -> bool {
+    match (&a.kind, &b.kind) {
+        (Kind::Dir { .. }, Kind::Dir { .. }) => true,
+        (Kind::File { source: s1, size: z1, executable: e1 }, Kind::File { source: s2, size: z2, executable: e2 }) => {
+            s1 == s2 && z1 == z2 && e1 == e2 && a.mtime == b.mtime
+        }
+        _ => false,
+    }
+}
+
 /// Two dists providing different content at one path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("file conflict: {path} is provided by both {first} and {second} with different content (set on_conflict = \"last-wins\" in the manifest to let the later one win, as pip does)")]
@@ -102,6 +119,12 @@ pub enum ConflictPolicy {
 #[derive(Debug)]
 pub struct View {
     nodes: Vec<Node>,
+    /// Inode -> index into `nodes`, set once [`View::renumber_like`] has
+    /// given nodes the inode numbers of an earlier view; empty means
+    /// inode `i` is `nodes[i - 1]`.
+    slots: HashMap<Ino, u32>,
+    /// The highest inode number in use; fresh inodes start above it.
+    pub max_ino: Ino,
     /// The interpreter whose pycs [`Source::Pyc`] names.
     pub cache_tag: String,
     pub owners: Vec<String>,
@@ -112,7 +135,87 @@ pub struct View {
 
 impl View {
     pub fn get(&self, ino: Ino) -> Option<&Node> {
-        self.nodes.get(usize::try_from(ino).ok()?.checked_sub(1)?)
+        if self.slots.is_empty() {
+            return self.nodes.get(usize::try_from(ino).ok()?.checked_sub(1)?);
+        }
+        self.nodes.get(*self.slots.get(&ino)? as usize)
+    }
+
+    /// Give every node that `old` also has (same path, same kind, same
+    /// content) the inode number it had there, and new nodes fresh numbers
+    /// above any `old` used. A live reload thus keeps inodes stable for
+    /// running processes, and a changed file never reuses an inode the
+    /// kernel may still cache.
+    pub fn renumber_like(&mut self, old: &View) {
+        let mut next = old.max_ino.max(self.max_ino) + 1;
+        let mut map: Vec<Ino> = vec![0; self.nodes.len()];
+        map[0] = ROOT;
+        let mut stack = vec![(ROOT, Some(ROOT))];
+        while let Some((new_dir, old_dir)) = stack.pop() {
+            let Some(Kind::Dir { children, .. }) = self.nodes.get(new_dir as usize - 1).map(|n| &n.kind) else {
+                continue;
+            };
+            for &child in children {
+                let node = &self.nodes[child as usize - 1];
+                let kept = old_dir
+                    .and_then(|d| old.lookup(d, &node.name))
+                    .filter(|&o| old.get(o).is_some_and(|on| same_content(on, node)));
+                map[child as usize - 1] = kept.unwrap_or_else(|| {
+                    next += 1;
+                    next - 1
+                });
+                if node.is_dir() {
+                    stack.push((child, kept));
+                }
+            }
+        }
+        self.apply_numbering(&map);
+    }
+
+    fn apply_numbering(&mut self, map: &[Ino]) {
+        let remap = |i: Ino| map[i as usize - 1];
+        for node in &mut self.nodes {
+            node.parent = remap(node.parent);
+            if let Kind::Dir { children, by_name } = &mut node.kind {
+                children.iter_mut().for_each(|c| *c = remap(*c));
+                by_name.values_mut().for_each(|c| *c = remap(*c));
+            }
+        }
+        self.slots = map.iter().enumerate().map(|(i, &ino)| (ino, i as u32)).collect();
+        self.max_ino = map.iter().copied().max().unwrap_or(ROOT);
+    }
+
+    /// What the kernel must forget after replacing `old` by `self` (both
+    /// numbered alike): directories whose listing changed, and each name
+    /// added, removed or now naming another inode.
+    pub fn changes_since(&self, old: &View) -> Vec<Change> {
+        let mut out = Vec::new();
+        for node in &self.nodes {
+            let Kind::Dir { by_name, .. } = &node.kind else { continue };
+            let ino = self.ino_of(node);
+            let old_names = match old.get(ino).map(|n| &n.kind) {
+                Some(Kind::Dir { by_name, .. }) => Some(by_name),
+                _ => None,
+            };
+            let Some(old_names) = old_names else { continue };
+            let mut names: Vec<Box<str>> = by_name
+                .iter()
+                .filter(|(n, i)| old_names.get(*n) != Some(i))
+                .map(|(n, _)| n.clone())
+                .collect();
+            names.extend(old_names.keys().filter(|n| !by_name.contains_key(*n)).cloned());
+            if !names.is_empty() {
+                out.push(Change { dir: ino, names });
+            }
+        }
+        out
+    }
+
+    fn ino_of(&self, node: &Node) -> Ino {
+        match &self.get(node.parent).map(|p| &p.kind) {
+            Some(Kind::Dir { by_name, .. }) if !node.name.is_empty() => by_name.get(&node.name).copied().unwrap_or(ROOT),
+            _ => ROOT,
+        }
     }
 
     /// O(1) name lookup in a directory.
@@ -248,6 +351,8 @@ impl ViewBuilder {
             .map(Node::size)
             .sum();
         View {
+            max_ino: self.nodes.len() as Ino,
+            slots: HashMap::new(),
             nodes: self.nodes,
             cache_tag: self.cache_tag,
             owners: self.owners,
@@ -484,6 +589,29 @@ mod tests {
             matches!(&v.get(ino).unwrap().kind, Kind::File { source: Source::Object(d), .. } if *d == Digest::of(b"two"))
         );
         assert_eq!(v.overridden.len(), 1);
+    }
+
+    #[test]
+    fn renumbering_keeps_inodes_of_unchanged_paths() {
+        let a = dist("a", &[("a/x.py", b"x"), ("shared/one.txt", b"1")]);
+        let b = dist("b", &[("b/y.py", b"y"), ("shared/two.txt", b"2")]);
+        let old = build(ConflictPolicy::Error, &[a.clone(), b]).unwrap();
+        let a2 = dist("a", &[("a/x.py", b"x2"), ("shared/one.txt", b"1")]);
+        let mut new = build(ConflictPolicy::Error, &[a2]).unwrap();
+        new.renumber_like(&old);
+        assert_eq!(new.resolve("shared/one.txt"), old.resolve("shared/one.txt"));
+        assert_eq!(new.resolve("shared"), old.resolve("shared"));
+        let changed = new.resolve("a/x.py").unwrap();
+        assert!(changed > old.max_ino, "changed content gets a fresh inode");
+        assert!(new.resolve("b").is_none());
+        for ino in [changed, new.resolve("a").unwrap(), ROOT] {
+            assert!(new.get(ino).is_some());
+        }
+        let changes = new.changes_since(&old);
+        let root = changes.iter().find(|c| c.dir == ROOT).unwrap();
+        assert!(root.names.iter().any(|n| &**n == "b"));
+        let shared = changes.iter().find(|c| Some(c.dir) == new.resolve("shared")).unwrap();
+        assert_eq!(&*shared.names[0], "two.txt");
     }
 
     #[test]

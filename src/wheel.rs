@@ -101,16 +101,17 @@ pub enum WheelError {
     Write { path: String, err: io::Error },
 }
 
-/// Bounds that keep a hostile archive from filling the disk. The defaults
-/// are far above the largest real wheels (a CUDA torch wheel unpacks to
-/// about 4 GiB) and far below what a zip bomb claims.
+/// Bounds that keep a hostile archive from filling the disk. The size
+/// bounds are far above the largest real wheels (a CUDA torch wheel
+/// unpacks to about 4 GiB); the ratio bound stops the cheap bomb, a huge
+/// run of one byte that deflates ~1000:1, while real package files stay
+/// well under 30:1.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_file: u64,
     pub max_total: u64,
     /// Largest allowed uncompressed/compressed ratio for entries above
-    /// `ratio_floor` bytes; deflate tops out near 1032:1 on zeros, real
-    /// package files stay well under 100:1.
+    /// `ratio_floor` bytes.
     pub max_ratio: u64,
     pub ratio_floor: u64,
     pub max_entries: usize,
@@ -121,8 +122,8 @@ impl Default for Limits {
         Limits {
             max_file: 4 << 30,
             max_total: 16 << 30,
-            max_ratio: 200,
-            ratio_floor: 16 << 20,
+            max_ratio: 100,
+            ratio_floor: 8 << 20,
             max_entries: 500_000,
         }
     }

@@ -2,6 +2,7 @@
 //! own file; this one parses, sets up logging and turns errors into one
 //! line on stderr and a non-zero exit.
 
+mod env_cmd;
 mod mount_cmd;
 mod store_cmd;
 
@@ -32,6 +33,9 @@ enum Command {
     /// Manage the shared store of unpacked, verified distributions.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
+    /// Create and manage virtual environments whose site-packages is a sitefs mount.
+    #[command(subcommand)]
+    Env(env_cmd::EnvCommand),
     /// Check or write environment manifests.
     #[command(subcommand)]
     Manifest(mount_cmd::ManifestCommand),
@@ -75,6 +79,7 @@ pub fn main() -> ExitCode {
     let quiet = cli.quiet;
     let result = match cli.command {
         Command::Store(cmd) => store_cmd::run(cmd, quiet),
+        Command::Env(cmd) => env_cmd::run(cmd, quiet),
         Command::Manifest(cmd) => mount_cmd::run_manifest(cmd, quiet),
         Command::Mount {
             manifest,

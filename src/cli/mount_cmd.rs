@@ -90,6 +90,7 @@ fn new_manifest(
             cache_tag: interp.cache_tag.clone(),
             executable: Some(interp.executable.clone()),
         },
+        env: None,
         dists,
     };
     match output {

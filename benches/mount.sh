@@ -1,0 +1,327 @@
+#!/usr/bin/env bash
+# Mount benchmark: a venv whose site-packages is a sitefs mount of every
+# pinned wheel vs. a plain venv where pip installed the same wheels.
+# Per open mode (MODES, default "passthrough cached"):
+#   (a) import time of a big stack, warm and cold page cache
+#   (b) `pip list` time
+#   (c) open+read+close latency of small files
+#   (d) `sitefs mount` / `sitefs umount` wall time
+#   (e) daemon RSS
+# Needs root (drop_caches, FUSE passthrough).
+# Usage: benches/mount.sh   (N=3 benches/mount.sh for a quicker run)
+# Writes benches/results/mount-<date>.md and prints it.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+[ "$(id -u)" -eq 0 ] || die "run as root: cold-cache runs write /proc/sys/vm/drop_caches"
+[ -e /dev/fuse ] || die "/dev/fuse is missing"
+read -r -a MODES <<<"${MODES:-passthrough cached}"
+PASSES=${PASSES:-5}   # timed passes over the file list per open+read run
+
+resolve_python
+fetch_wheels
+build_sitefs
+
+W=$CACHE/work-mount
+MNT=$W/sitefs-venv/lib/python$PYVER/site-packages   # set again below
+# Clear mounts a killed earlier run may have left under $W.
+stale_mounts() { awk -v w="$W/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo; }
+for m in $(stale_mounts); do umount -l "$m" || true; done
+
+cleanup() {
+    local m
+    for m in $(stale_mounts); do
+        "$SITEFS" umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+rm -rf "$W"
+mkdir -p "$W"
+
+# ---- setup ---------------------------------------------------------------
+
+log "store: ingesting ${#WHEEL_FILES[@]} wheels with bytecode for $PY"
+timed "$SITEFS" store add -q --store "$W/store" --python "$PY" "$WHEELS"
+INGEST_TIME=$TIME
+# `store ls` shows names as written in METADATA; `manifest new` matches
+# PEP 503-normalized names.
+mapfile -t NAMES < <("$SITEFS" store ls --store "$W/store" | awk '{ print $1 }' |
+    tr 'A-Z' 'a-z' | sed -E 's/[-_.]+/-/g')
+"$SITEFS" manifest new --store "$W/store" --python "$PY" -o "$W/env.toml" "${NAMES[@]}"
+CHECK=$("$SITEFS" manifest check "$W/env.toml")
+log "manifest: $CHECK"
+
+log "native venv: python -m venv + pip install"
+"$PY" -m venv "$W/native-venv"
+"$W/native-venv/bin/pip" install -q --no-index --no-deps "${WHEEL_FILES[@]}"
+NATIVE_SP=$W/native-venv/lib/python$PYVER/site-packages
+
+# The sitefs venv: a venv without pip whose site-packages IS the mount.
+"$PY" -m venv --without-pip "$W/sitefs-venv"
+MNT=$W/sitefs-venv/lib/python$PYVER/site-packages
+
+cat >"$W/imports.py" <<'PY'
+import time
+t0 = time.perf_counter()
+import numpy, pandas, scipy.stats, django, sqlalchemy, matplotlib.pyplot
+import requests, cryptography, pydantic, boto3, lxml.etree, PIL.Image, yaml, flask
+print(f"{time.perf_counter() - t0:.6f}")
+PY
+cat >"$W/where.py" <<'PY'
+import os, sys, numpy, matplotlib.pyplot
+print(numpy.__file__)
+print("pyc-present" if os.path.exists(numpy.__cached__) else "pyc-MISSING")
+print("dont_write_bytecode", sys.flags.dont_write_bytecode)
+PY
+
+gcc -O2 -o "$W/openread" "$BENCH_DIR/openread.c"
+
+
+# 1000 small .py files spread over the whole tree, same relative paths on
+# both sides (only files both trees have: the native venv also holds pip
+# and setuptools). Needs the mount.
+make_file_list() {
+    [ -s "$W/files.rel" ] && return
+    "$PY" - "$NATIVE_SP" "$MNT" "$W/files.rel" <<'PY'
+import os, sys
+root, mnt, out = sys.argv[1:]
+cand = []
+for d, dirs, files in os.walk(root):
+    dirs.sort()
+    for f in sorted(files):
+        p = os.path.join(d, f)
+        rel = os.path.relpath(p, root)
+        if f.endswith(".py") and os.path.getsize(p) <= 4096 and os.path.isfile(os.path.join(mnt, rel)):
+            cand.append(rel)
+step = max(1, len(cand) // 1000)
+with open(out, "w") as fh:
+    fh.write("\n".join(cand[::step][:1000]) + "\n")
+PY
+    sed "s|^|$NATIVE_SP/|" "$W/files.rel" >"$W/files.native"
+    sed "s|^|$MNT/|" "$W/files.rel" >"$W/files.sitefs"
+    NFILES=$(wc -l <"$W/files.rel")
+}
+NFILES=0
+
+# ---- helpers -------------------------------------------------------------
+
+venv_python() { case $1 in native) echo "$W/native-venv/bin/python" ;; sitefs) echo "$W/sitefs-venv/bin/python" ;; esac; }
+site_dir() { case $1 in native) echo "$NATIVE_SP" ;; sitefs) echo "$MNT" ;; esac; }
+
+# One import run in a fresh process: TIME = process wall s, INPROC = s
+# spent in the import statements.
+import_run() {
+    local py
+    py=$(venv_python "$1")
+    timed env MPLBACKEND=Agg MPLCONFIGDIR="$W/mpl-$1" "$py" "$W/imports.py" >"$W/import.out"
+    INPROC=$(cat "$W/import.out")
+}
+piplist_run() {
+    timed "$PY" -m pip list --path "$(site_dir "$1")" >"$W/piplist-$1.out"
+}
+openread_run() {
+    TIME=$("$W/openread" "$W/files.$1" "$PASSES")
+}
+
+# The daemon serving $1: its cmdline names the mountpoint; of the matching
+# processes (daemon and its watchdog child) it is the one whose parent is
+# not another match.
+daemon_pid() {
+    local p c pids=() pp
+    for p in /proc/[0-9]*; do
+        c=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        [[ $c == *sitefs*" mount "*" $1 "* ]] && pids+=("${p#/proc/}")
+    done
+    for p in "${pids[@]}"; do
+        pp=$(awk '/^PPid:/ { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
+        [[ " ${pids[*]} " == *" $pp "* ]] || { echo "$p"; return; }
+    done
+}
+proc_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+
+do_mount() { "$SITEFS" mount -o "open=$1" "$W/env.toml" "$MNT"; }
+do_umount() { "$SITEFS" umount "$MNT"; }
+# Wait (up to 5 s) for the daemon of the last mount to be gone.
+wait_daemon_gone() {
+    local i
+    for i in $(seq 50); do
+        [ -z "$(daemon_pid "$MNT")" ] && return
+        sleep 0.1
+    done
+    log "warning: daemon for $MNT still running after umount"
+}
+
+# ---- measurements --------------------------------------------------------
+
+declare -A R   # R[mode.metric.side] = space-separated samples
+
+sample() { R[$1]+="$2 "; }
+
+bench_mode() {
+    local mode=$1 i side pid
+    log "== open=$mode"
+    do_mount "$mode"
+    pid=$(daemon_pid "$MNT")
+    [ -n "$pid" ] || die "no daemon found for $MNT"
+    R[$mode.rss0]=$(proc_kb "$pid" VmRSS)
+    for side in native sitefs; do
+        local where
+        where=$(MPLBACKEND=Agg MPLCONFIGDIR="$W/mpl-$side" "$(venv_python "$side")" "$W/where.py")
+        log "$side: $(echo "$where" | tr '\n' ' ')"
+        [[ $where == "$(site_dir "$side")"/* ]] || die "$side imports numpy from the wrong place"
+    done
+
+    log "(a) import, warm page cache"
+    import_run native
+    import_run sitefs
+    for i in $(seq "$N"); do
+        for side in native sitefs; do
+            import_run "$side"
+            sample "$mode.warm.$side" "$TIME"
+            sample "$mode.warmin.$side" "$INPROC"
+        done
+    done
+
+    log "(a) import, cold page cache (drop_caches before each run)"
+    for i in $(seq "$N"); do
+        for side in native sitefs; do
+            drop_caches
+            import_run "$side"
+            sample "$mode.cold.$side" "$TIME"
+            sample "$mode.coldin.$side" "$INPROC"
+        done
+    done
+
+    log "(e) daemon RSS (pid $pid)"
+    R[$mode.rss]=$(proc_kb "$pid" VmRSS)
+    R[$mode.hwm]=$(proc_kb "$pid" VmHWM)
+    R[$mode.threads]=$(proc_kb "$pid" Threads)
+
+    log "(b) pip list"
+    piplist_run native
+    piplist_run sitefs
+    for i in $(seq "$N"); do
+        for side in native sitefs; do
+            piplist_run "$side"
+            sample "$mode.piplist.$side" "$TIME"
+        done
+    done
+    R[$mode.piplistn.native]=$(($(wc -l <"$W/piplist-native.out") - 2))
+    R[$mode.piplistn.sitefs]=$(($(wc -l <"$W/piplist-sitefs.out") - 2))
+
+    make_file_list
+    log "(c) open+read+close x $NFILES files x $PASSES passes"
+    for i in $(seq "$N"); do
+        for side in native sitefs; do
+            openread_run "$side"
+            sample "$mode.openread.$side" "$TIME"
+        done
+    done
+
+    do_umount
+    wait_daemon_gone
+
+    log "(d) mount/umount cycles, warm and cold page cache"
+    for i in $(seq "$N"); do
+        timed do_mount "$mode"
+        sample "$mode.mount" "$TIME"
+        timed do_umount
+        sample "$mode.umount" "$TIME"
+        wait_daemon_gone
+        drop_caches
+        timed do_mount "$mode"
+        sample "$mode.mountcold" "$TIME"
+        do_umount
+        wait_daemon_gone
+    done
+}
+
+for mode in "${MODES[@]}"; do
+    bench_mode "$mode"
+done
+
+# ---- report --------------------------------------------------------------
+
+# shellcheck disable=SC2086
+med() { median ${R[$1]}; }
+# shellcheck disable=SC2086
+spr() { spread "$2" "$3" ${R[$1]}; }
+verdict() { # ok-expression
+    if [ "$(awk "BEGIN { print ($1) ? 1 : 0 }")" = 1 ]; then echo "yes"; else echo "**NO**"; fi
+}
+
+declare -A SUMMARY
+report_mode() {
+    local m=$1 key label scale digits unit target limit nat sit ratio ok
+    echo "## open=$m"
+    echo
+    echo "| metric | native venv | sitefs venv | sitefs / native | target | met |"
+    echo "|---|---|---|---|---|---|"
+    while IFS='|' read -r key label scale digits target limit; do
+        nat=$(med "$m.$key.native")
+        sit=$(med "$m.$key.sitefs")
+        ratio=$(calc "$sit / $nat" 2)
+        ok=
+        if [ -n "$limit" ]; then
+            ok=$(verdict "$ratio <= $limit")
+            SUMMARY[$m.$key]="${ratio}x $ok"
+        fi
+        printf '| %s | %s (%s) | %s (%s) | %s | %s | %s |\n' "$label" \
+            "$(calc "$nat * $scale" "$digits")" "$(spr "$m.$key.native" "$scale" "$digits")" \
+            "$(calc "$sit * $scale" "$digits")" "$(spr "$m.$key.sitefs" "$scale" "$digits")" \
+            "$ratio" "$target" "$ok"
+    done <<EOT
+warm|(a) import stack, warm cache: process wall, ms|1000|0||≤ 1.05x|1.05
+warmin|— of which in the import statements, ms|1000|0|||
+cold|(a) import stack, cold cache: process wall, ms|1000|0||≤ 1.3x|1.3
+coldin|— of which in the import statements, ms|1000|0|||
+piplist|(b) \`python3.11 -m pip list --path SITE\`, ms|1000|0|||
+openread|(c) open + read 4 KiB + close, µs per file|1|1|||
+EOT
+    local mt um mc rss hwm
+    mt=$(calc "$(med "$m.mount") * 1000" 1)
+    um=$(calc "$(med "$m.umount") * 1000" 1)
+    mc=$(calc "$(med "$m.mountcold") * 1000" 1)
+    rss=$(calc "${R[$m.rss]} / 1024" 1)
+    hwm=$(calc "${R[$m.hwm]} / 1024" 1)
+    SUMMARY[$m.mount]="$mt ms $(verdict "$mt < 20")"
+    SUMMARY[$m.rss]="$rss MiB $(verdict "$rss < 32")"
+    printf '| (d) `sitefs mount` until it returns, warm cache, ms | | %s (%s) | | < 20 ms | %s |\n' \
+        "$mt" "$(spr "$m.mount" 1000 1)" "$(verdict "$mt < 20")"
+    printf '| (d) `sitefs mount`, cold cache (drop_caches first), ms | | %s (%s) | | | |\n' "$mc" "$(spr "$m.mountcold" 1000 1)"
+    printf '| (d) `sitefs umount`, ms | | %s (%s) | | | |\n' "$um" "$(spr "$m.umount" 1000 1)"
+    printf '| (e) daemon VmRSS after the import runs, MiB | | %s | | < 32 MiB | %s |\n' "$rss" "$(verdict "$rss < 32")"
+    printf '| (e) — VmHWM (peak) / VmRSS right after mount, MiB | | %s / %s | | | |\n' "$hwm" "$(calc "${R[$m.rss0]} / 1024" 1)"
+    echo
+    echo "pip list printed ${R[$m.piplistn.native]} dists for the native venv (includes pip and setuptools), ${R[$m.piplistn.sitefs]} for the mount; daemon threads: ${R[$m.threads]}."
+    echo
+}
+
+DATE=$(date +%F)
+OUT=$RESULTS/mount-$DATE.md
+{
+    env_header "sitefs mount benchmark"
+    echo "- env: ${#NAMES[@]} dists ($CHECK); store built once in $(calc "$INGEST_TIME" 1) s"
+    echo "- native venv: \`python -m venv\` + \`pip install\` of the same wheels (pip compiled the pycs);"
+    echo "  sitefs venv: \`python -m venv --without-pip V\` with \`sitefs mount -o open=MODE\` on \`V/lib/python$PYVER/site-packages\`"
+    echo "- (a) \`V/bin/python imports.py\` (numpy, pandas, scipy.stats, django, sqlalchemy, matplotlib.pyplot [Agg], requests,"
+    echo "  cryptography, pydantic, boto3, lxml.etree, PIL.Image, yaml, flask), a fresh process per run; warm: one untimed run"
+    echo "  per side first; cold: \`sync; echo 3 > /proc/sys/vm/drop_caches\` before every run; native and sitefs runs alternate"
+    echo "- (b) both sides use the base interpreter's pip: \`$PY -m pip list --path SITE\` (the sitefs venv has no pip)"
+    echo "- (c) C loop over the same $NFILES small (≤ 4 KiB) .py files on each side, one warm pass then $PASSES timed passes"
+    echo "- (d) $N mount/umount cycles; (e) /proc/PID/status of the daemon (found by the mountpoint in its cmdline)"
+    echo
+    for mode in "${MODES[@]}"; do report_mode "$mode"; done
+    echo "## Targets"
+    echo
+    printf '| target |'; for mode in "${MODES[@]}"; do printf ' open=%s |' "$mode"; done; echo
+    printf '|---|'; for mode in "${MODES[@]}"; do printf -- '---|'; done; echo
+    for t in "warm|warm import ≤ 1.05x native" "cold|cold import ≤ 1.3x native" "mount|mount < 20 ms" "rss|daemon RSS < 32 MiB"; do
+        printf '| %s |' "${t#*|}"
+        for mode in "${MODES[@]}"; do printf ' %s |' "${SUMMARY[$mode.${t%%|*}]}"; done
+        echo
+    done
+} >"$OUT"
+cat "$OUT"
+log "wrote $OUT"

@@ -1,0 +1,432 @@
+//! Environments: a venv skeleton, a manifest, and a mount.
+//!
+//! `create` resolves every source first and builds the view in memory, so
+//! any error (unsatisfiable requirement, conflict) leaves nothing behind;
+//! the venv is assembled in a staging directory beside the target and
+//! renamed into place, then mounted. `add`/`remove` rewrite the manifest
+//! atomically; the mount's daemon notices and swaps its view without
+//! unmounting, so running processes keep working.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use crate::bytecode::CompilerPool;
+use crate::daemon::{self, MountError, MountOpts, Prepared};
+use crate::dist_index::{DistIndex, DistMeta};
+use crate::ingest;
+use crate::interpreter::Interpreter;
+use crate::manifest::{build_view, DistRef, EnvSpec, Manifest, ManifestError, PythonSpec, FORMAT_VERSION};
+use crate::resolve::{self, ResolveError, Sources};
+use crate::scripts::{env_files, EnvContent, EnvLayout};
+use crate::store::{io_at, Store, StoreError};
+use crate::venv;
+use crate::wheel::normalize_name;
+
+/// The manifest's name inside a venv.
+pub const MANIFEST_NAME: &str = "sitefs.toml";
+
+/// Why an environment command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error("{0} already exists: choose a new path or remove it with `sitefs env rm {0}`")]
+    Exists(String),
+    #[error("{0} is not a sitefs environment (no {MANIFEST_NAME}): create one with `sitefs env create`")]
+    NotAnEnv(String),
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A venv's main paths.
+#[derive(Debug, Clone)]
+pub struct EnvPaths {
+    pub venv: PathBuf,
+    pub manifest: PathBuf,
+}
+
+impl EnvPaths {
+    pub fn new(venv: &Path) -> Self {
+        let venv = std::path::absolute(venv).unwrap_or(venv.to_path_buf());
+        EnvPaths {
+            manifest: venv.join(MANIFEST_NAME),
+            venv,
+        }
+    }
+
+    fn load(&self) -> Result<Manifest, EnvError> {
+        if !self.manifest.is_file() {
+            return Err(EnvError::NotAnEnv(self.venv.display().to_string()));
+        }
+        Ok(Manifest::load(&self.manifest)?)
+    }
+
+    fn site_packages(&self, m: &Manifest) -> PathBuf {
+        self.venv.join(format!("lib/python{}/site-packages", m.python.version))
+    }
+}
+
+/// What `env create` was asked for.
+pub struct CreateRequest {
+    pub venv: PathBuf,
+    pub python: String,
+    pub store: PathBuf,
+    pub sources: Sources,
+    pub mount: MountOpts,
+    pub quiet: bool,
+}
+
+/// A summary for the user.
+#[derive(Debug)]
+pub struct Created {
+    pub venv: PathBuf,
+    pub dists: usize,
+    pub scripts: usize,
+}
+
+/// Create, populate and mount a venv.
+pub fn create(req: CreateRequest) -> Result<Created, EnvError> {
+    let paths = EnvPaths::new(&req.venv);
+    if paths.venv.exists() && fs::read_dir(&paths.venv).map_or(true, |mut d| d.next().is_some()) {
+        return Err(EnvError::Exists(req.venv.display().to_string()));
+    }
+    let store = Store::create(&req.store)?;
+    let interp = probe(&store, req.python.as_ref())?;
+    let chosen = resolve_sources(&store, &interp, &req.sources, req.quiet)?;
+    let manifest = new_manifest(&store, &interp, &paths, &chosen);
+    let stage = stage_dir(&paths.venv)?;
+    let built = build_env(&stage, &store, &interp, &paths, &manifest, &chosen);
+    let prepared = match built.and_then(|scripts| finish_dir(&stage, &paths).map(|()| scripts)) {
+        Ok(scripts) => (scripts, prepare_mount(&paths, &manifest)),
+        Err(e) => {
+            let _ = fs::remove_dir_all(&stage);
+            return Err(e);
+        }
+    };
+    let (scripts, prepared) = prepared;
+    let mounted = prepared.and_then(|p| daemon::launch(p, &req.mount, false).map_err(EnvError::from));
+    if let Err(e) = mounted {
+        let _ = fs::remove_dir_all(&paths.venv);
+        return Err(e);
+    }
+    register(&store, &paths);
+    Ok(Created {
+        venv: paths.venv,
+        dists: chosen.len(),
+        scripts,
+    })
+}
+
+fn probe(store: &Store, python: &std::ffi::OsStr) -> Result<Interpreter, EnvError> {
+    Interpreter::probe_cached(python, &store.root().join("interpreters")).map_err(|e| EnvError::Other(e.to_string()))
+}
+
+/// Resolve the sources to store dists, ingesting and compiling only
+/// what the store lacks.
+fn resolve_sources(store: &Store, interp: &Interpreter, sources: &Sources, quiet: bool) -> Result<Vec<(DistMeta, bool)>, EnvError> {
+    let mut pools: Option<Vec<CompilerPool>> = None;
+    let mut start_pools = || -> Result<Vec<CompilerPool>, EnvError> {
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(vec![CompilerPool::start(interp, workers).map_err(|e| EnvError::Other(e.to_string()))?])
+    };
+    let chosen = resolve::resolve(store, interp, sources, &mut |wheels: &[PathBuf]| {
+        let p = match &pools {
+            Some(p) => p,
+            None => pools.insert(start_pools().map_err(|e| e.to_string())?),
+        };
+        let opts = ingest::IngestOptions {
+            quiet,
+            ..Default::default()
+        };
+        ingest::add_wheels(store, wheels, p, &opts)
+            .into_iter()
+            .map(|r| {
+                r.result
+                    .map(|o| o.meta().clone())
+                    .map_err(|e| format!("{}: {e}", r.wheel.display()))
+            })
+            .collect()
+    })?;
+    let missing: Vec<String> = chosen
+        .iter()
+        .filter(|(m, _)| !store.has_bytecode(&interp.cache_tag, &m.id))
+        .map(|(m, _)| m.id.clone())
+        .collect();
+    if !missing.is_empty() {
+        let p = match &pools {
+            Some(p) => p,
+            None => pools.insert(start_pools()?),
+        };
+        ingest::ensure_bytecode(store, &missing, p, quiet).map_err(|e| EnvError::Other(e.to_string()))?;
+    }
+    Ok(chosen)
+}
+
+fn new_manifest(store: &Store, interp: &Interpreter, paths: &EnvPaths, chosen: &[(DistMeta, bool)]) -> Manifest {
+    Manifest {
+        version: FORMAT_VERSION,
+        store: store.root().to_path_buf(),
+        on_conflict: Default::default(),
+        python: PythonSpec {
+            version: interp.version.clone(),
+            cache_tag: interp.cache_tag.clone(),
+            executable: Some(interp.executable.clone()),
+        },
+        env: Some(EnvSpec {
+            prefix: paths.venv.clone(),
+        }),
+        dists: chosen
+            .iter()
+            .map(|(m, requested)| DistRef {
+                name: m.name.clone(),
+                version: m.version.clone(),
+                id: m.id.clone(),
+                requested: *requested,
+            })
+            .collect(),
+    }
+}
+
+/// A staging directory beside the venv, so the final rename is atomic.
+fn stage_dir(venv: &Path) -> Result<PathBuf, EnvError> {
+    let name = venv.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let parent = venv.parent().unwrap_or(Path::new("/"));
+    let stage = parent.join(format!(".{name}.sitefs-{}", std::process::id()));
+    fs::create_dir_all(&stage).map_err(io_at(&stage))?;
+    Ok(stage)
+}
+
+/// Write the venv skeleton, the manifest and every dist's env files
+/// into `stage`. Returns the number of files written to `bin/`.
+fn build_env(
+    stage: &Path,
+    store: &Store,
+    interp: &Interpreter,
+    paths: &EnvPaths,
+    manifest: &Manifest,
+    chosen: &[(DistMeta, bool)],
+) -> Result<usize, EnvError> {
+    // Build the view first: conflicts and store damage surface before
+    // anything is written.
+    build_view(manifest, &paths.manifest, UNIX_EPOCH)?;
+    venv::create_skeleton(stage, &paths.venv, interp).map_err(io_at(stage))?;
+    let layout = EnvLayout {
+        prefix: paths.venv.clone(),
+        python_version: interp.version.clone(),
+    };
+    let mut scripts = 0;
+    for (meta, _) in chosen {
+        let idx = store.load(&meta.id)?;
+        scripts += write_env_files(stage, store, &idx, &layout)?;
+    }
+    manifest.save(&stage.join(MANIFEST_NAME)).map_err(io_at(stage))?;
+    Ok(scripts)
+}
+
+/// Copy a dist's scripts, headers and data into the venv. Copies, not
+/// links: editing a file in one venv must never change the store.
+fn write_env_files(root: &Path, store: &Store, idx: &DistIndex, layout: &EnvLayout) -> Result<usize, EnvError> {
+    let files = env_files(idx, layout, &|d| fs::read(store.object_path(d))).map_err(io_at(store.root()))?;
+    let mut in_bin = 0;
+    for f in &files {
+        let dest = root.join(&f.path);
+        if let Some(dir) = dest.parent() {
+            fs::create_dir_all(dir).map_err(io_at(dir))?;
+        }
+        match &f.content {
+            EnvContent::Object(d) => fs::copy(store.object_path(d), &dest).map(|_| ()),
+            EnvContent::Generated(bytes) => fs::write(&dest, bytes),
+        }
+        .map_err(io_at(&dest))?;
+        let mode = if f.executable { 0o755 } else { 0o644 };
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&dest, fs::Permissions::from_mode(mode)).map_err(io_at(&dest))?;
+        in_bin += usize::from(f.path.starts_with("bin/"));
+    }
+    Ok(in_bin)
+}
+
+fn finish_dir(stage: &Path, paths: &EnvPaths) -> Result<(), EnvError> {
+    if paths.venv.exists() {
+        fs::remove_dir(&paths.venv).map_err(io_at(&paths.venv))?;
+    }
+    fs::rename(stage, &paths.venv).map_err(io_at(&paths.venv))?;
+    Ok(())
+}
+
+fn prepare_mount(paths: &EnvPaths, m: &Manifest) -> Result<Prepared, EnvError> {
+    Ok(daemon::prepare(&paths.manifest, &paths.site_packages(m))?)
+}
+
+/// Record the env as a gc root of its store: one small file per venv,
+/// named by a hash of its path.
+fn register(store: &Store, paths: &EnvPaths) {
+    let file = root_file(store, &paths.venv);
+    let _ = fs::create_dir_all(store.root().join("roots"));
+    let tmp = file.with_extension(format!("tmp.{}", std::process::id()));
+    if fs::write(&tmp, format!("{}\n", paths.manifest.display())).is_ok() {
+        let _ = fs::rename(&tmp, &file);
+    }
+}
+
+fn root_file(store: &Store, venv: &Path) -> PathBuf {
+    let d = crate::hashing::Digest::of(venv.as_os_str().as_encoded_bytes());
+    store.root().join("roots").join(&d.to_hex()[..32])
+}
+
+/// One registered environment, for `env ls`.
+#[derive(Debug)]
+pub struct EnvStatus {
+    pub venv: PathBuf,
+    pub mounted: bool,
+    /// None when the manifest is gone or unreadable.
+    pub dists: Option<usize>,
+}
+
+/// The environments registered in a store.
+pub fn list(store: &Store) -> Vec<EnvStatus> {
+    let Ok(rd) = fs::read_dir(store.root().join("roots")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<EnvStatus> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| fs::read_to_string(e.path()).ok())
+        .map(|t| PathBuf::from(t.trim_end()))
+        .map(|manifest| {
+            let venv = manifest.parent().unwrap_or(Path::new("/")).to_path_buf();
+            let loaded = Manifest::load(&manifest).ok();
+            let mounted = loaded
+                .as_ref()
+                .is_some_and(|m| daemon::is_mount_point(&EnvPaths::new(&venv).site_packages(m)));
+            EnvStatus {
+                venv,
+                mounted,
+                dists: loaded.map(|m| m.dists.len()),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.venv.cmp(&b.venv));
+    out
+}
+
+/// Mount an existing env from its own manifest (after a reboot).
+pub fn mount(venv: &Path, opts: &MountOpts) -> Result<(), EnvError> {
+    let paths = EnvPaths::new(venv);
+    let m = paths.load()?;
+    daemon::launch(prepare_mount(&paths, &m)?, opts, false)?;
+    Ok(())
+}
+
+/// Unmount an env.
+pub fn umount(venv: &Path) -> Result<(), EnvError> {
+    let paths = EnvPaths::new(venv);
+    let m = paths.load()?;
+    daemon::unmount(&paths.site_packages(&m))?;
+    Ok(())
+}
+
+/// Unmount, delete and deregister an env.
+pub fn remove_env(venv: &Path) -> Result<(), EnvError> {
+    let paths = EnvPaths::new(venv);
+    let m = paths.load()?;
+    let sp = paths.site_packages(&m);
+    if daemon::is_mount_point(&sp) {
+        daemon::unmount(&sp)?;
+    }
+    fs::remove_dir_all(&paths.venv).map_err(io_at(&paths.venv))?;
+    if let Ok(store) = Store::open(&m.store_path(&paths.manifest)) {
+        let _ = fs::remove_file(root_file(&store, &paths.venv));
+    }
+    Ok(())
+}
+
+/// Add sources to a live env: resolve, write new env files, replace the
+/// manifest, and wait until the mount serves it.
+pub fn add(venv: &Path, sources: &Sources, quiet: bool) -> Result<usize, EnvError> {
+    let paths = EnvPaths::new(venv);
+    let mut m = paths.load()?;
+    let store = Store::open(&m.store_path(&paths.manifest))?;
+    let python = m.python.executable.clone().unwrap_or_else(|| PathBuf::from(format!("python{}", m.python.version)));
+    let interp = probe(&store, python.as_os_str())?;
+    let chosen = resolve_sources(&store, &interp, sources, quiet)?;
+    let names: BTreeMap<String, usize> = m.dists.iter().enumerate().map(|(i, d)| (normalize_name(&d.name), i)).collect();
+    let mut added = Vec::new();
+    for (meta, requested) in chosen {
+        let r = DistRef {
+            name: meta.name.clone(),
+            version: meta.version.clone(),
+            id: meta.id.clone(),
+            requested,
+        };
+        match names.get(&normalize_name(&meta.name)) {
+            Some(&i) => m.dists[i] = r,
+            None => m.dists.push(r),
+        }
+        added.push(meta);
+    }
+    let layout = m.env.as_ref().map(|e| e.layout(&m.python)).unwrap_or(EnvLayout {
+        prefix: paths.venv.clone(),
+        python_version: m.python.version.clone(),
+    });
+    build_view(&m, &paths.manifest, UNIX_EPOCH)?;
+    for meta in &added {
+        write_env_files(&paths.venv, &store, &store.load(&meta.id)?, &layout)?;
+    }
+    replace_manifest(&paths, &m)?;
+    Ok(added.len())
+}
+
+/// Remove dists (by name) from a live env, and their bin/ scripts.
+pub fn remove(venv: &Path, names: &[String]) -> Result<usize, EnvError> {
+    let paths = EnvPaths::new(venv);
+    let mut m = paths.load()?;
+    let store = Store::open(&m.store_path(&paths.manifest))?;
+    let wanted: Vec<String> = names.iter().map(|n| normalize_name(n)).collect();
+    let missing: Vec<&String> = names.iter().zip(&wanted).filter(|(_, w)| !m.dists.iter().any(|d| normalize_name(&d.name) == **w)).map(|(n, _)| n).collect();
+    if !missing.is_empty() {
+        let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+        return Err(EnvError::Other(format!("not in {}: {}", paths.venv.display(), list.join(", "))));
+    }
+    let (gone, kept): (Vec<DistRef>, Vec<DistRef>) = m.dists.drain(..).partition(|d| wanted.contains(&normalize_name(&d.name)));
+    m.dists = kept;
+    replace_manifest(&paths, &m)?;
+    let layout = m.env.as_ref().map(|e| e.layout(&m.python));
+    for d in &gone {
+        if let (Ok(idx), Some(layout)) = (store.load(&d.id), &layout) {
+            for f in env_files(&idx, layout, &|o| fs::read(store.object_path(o))).unwrap_or_default() {
+                let _ = fs::remove_file(paths.venv.join(&f.path));
+            }
+        }
+    }
+    Ok(gone.len())
+}
+
+/// Write the manifest and, if the env is mounted, wait until its daemon
+/// serves the new view (the mount root's mtime follows the manifest's).
+fn replace_manifest(paths: &EnvPaths, m: &Manifest) -> Result<(), EnvError> {
+    m.save(&paths.manifest).map_err(io_at(&paths.manifest))?;
+    let sp = paths.site_packages(m);
+    if !daemon::is_mount_point(&sp) {
+        return Ok(());
+    }
+    let want = fs::metadata(&paths.manifest).and_then(|x| x.modified()).map_err(io_at(&paths.manifest))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if fs::metadata(&sp).and_then(|x| x.modified()).is_ok_and(|t| t == want) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Err(EnvError::Other(format!(
+        "the mount at {} did not pick up the new manifest within 10 s (is its daemon running? try `sitefs env umount` and `sitefs env mount`)",
+        sp.display()
+    )))
+}

@@ -1,0 +1,308 @@
+//! From what the user named (wheel files, requirements files, a
+//! `pylock.toml`) to store distributions, offline. Nothing is resolved
+//! transitively: every source is already a complete, pinned set.
+//!
+//! Every unsatisfiable item is collected and reported together, so a
+//! user fixes a requirements file in one pass, and nothing is created.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use crate::dist_index::DistMeta;
+use crate::hashing::Digest;
+use crate::ingest::expand_sources;
+use crate::interpreter::Interpreter;
+use crate::markers::{self, Version};
+use crate::pylock::Lock;
+use crate::requirements::{self, Requirement};
+use crate::store::Store;
+use crate::wheel::{normalize_name, WheelName};
+
+/// What to put in an environment.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// Wheel files, or directories whose `*.whl` are all wanted.
+    pub wheels: Vec<PathBuf>,
+    pub requirements: Vec<PathBuf>,
+    pub lock: Option<PathBuf>,
+    /// Directories searched for wheels the store lacks.
+    pub find_links: Vec<PathBuf>,
+}
+
+/// Everything that could not be satisfied, one line each.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot satisfy {} requirement(s); nothing was created:\n  {}", .0.len(), .0.join("\n  "))]
+pub struct ResolveError(pub Vec<String>);
+
+/// Adds wheel files to the store, returning each one's dist or error.
+pub type Ingest<'a> = dyn FnMut(&[PathBuf]) -> Vec<Result<DistMeta, String>> + 'a;
+
+/// Resolve sources to `(dist, requested)` pairs, ingesting wheels the
+/// store lacks through `ingest`.
+pub fn resolve(store: &Store, interp: &Interpreter, sources: &Sources, ingest: &mut Ingest) -> Result<Vec<(DistMeta, bool)>, ResolveError> {
+    let mut r = Resolver {
+        store,
+        interp,
+        problems: Vec::new(),
+        chosen: BTreeMap::new(),
+        known: None,
+    };
+    let wheels = r.explicit_wheels(&sources.wheels);
+    r.ingest_all(&wheels, ingest);
+    for file in &sources.requirements {
+        r.requirements_file(file, &sources.find_links, ingest);
+    }
+    if let Some(lock) = &sources.lock {
+        r.lock_file(lock, &sources.find_links, ingest);
+    }
+    if !r.problems.is_empty() {
+        return Err(ResolveError(r.problems));
+    }
+    Ok(r.chosen.into_values().map(|m| (m, true)).collect())
+}
+
+struct Resolver<'a> {
+    store: &'a Store,
+    interp: &'a Interpreter,
+    problems: Vec<String>,
+    chosen: BTreeMap<String, DistMeta>,
+    known: Option<Vec<DistMeta>>,
+}
+
+impl Resolver<'_> {
+    /// The best (lowest) priority index of a wheel's tags for this
+    /// interpreter, or None when it does not fit.
+    fn fit(&self, tags: &[String]) -> Option<usize> {
+        tags.iter().filter_map(|t| self.interp.tags.iter().position(|x| x == t)).min()
+    }
+
+    fn choose(&mut self, meta: DistMeta) {
+        let key = normalize_name(&meta.name);
+        match self.chosen.get(&key) {
+            Some(prev) if prev.version != meta.version => self.problems.push(format!(
+                "{} is requested twice, as {} and {}",
+                meta.name, prev.version, meta.version
+            )),
+            _ => {
+                self.chosen.insert(key, meta);
+            }
+        }
+    }
+
+    /// Wheel files named directly; in directories, the wheels that fit
+    /// this interpreter (the best fitting build of each name).
+    fn explicit_wheels(&mut self, paths: &[PathBuf]) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for p in paths {
+            let files = match expand_sources(std::slice::from_ref(p)) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.problems.push(e.to_string());
+                    continue;
+                }
+            };
+            let in_dir = p.is_dir();
+            let mut best: HashMap<String, (usize, PathBuf)> = HashMap::new();
+            for f in files {
+                let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+                let parsed = WheelName::parse(&name);
+                match parsed.as_ref().ok().and_then(|w| self.fit(&w.tags()).map(|s| (w, s))) {
+                    Some((w, score)) => {
+                        let key = normalize_name(&w.distribution);
+                        if best.get(&key).is_none_or(|(s, _)| score < *s) {
+                            best.insert(key, (score, f));
+                        }
+                    }
+                    None if in_dir => log::debug!("skipping {name}: does not fit {}", self.interp.cache_tag),
+                    None => self.problems.push(match parsed {
+                        Err(e) => format!("{name}: {e}"),
+                        Ok(_) => format!("{name} does not fit this interpreter ({})", self.interp.tags.first().map_or("", |t| t)),
+                    }),
+                }
+            }
+            out.extend(best.into_values().map(|(_, f)| f));
+        }
+        out
+    }
+
+    fn ingest_all(&mut self, wheels: &[PathBuf], ingest: &mut Ingest) {
+        if wheels.is_empty() {
+            return;
+        }
+        for r in ingest(wheels) {
+            match r {
+                Ok(m) => self.choose(m),
+                Err(e) => self.problems.push(e),
+            }
+        }
+        self.known = None;
+    }
+
+    fn store_dists(&mut self) -> &[DistMeta] {
+        if self.known.is_none() {
+            self.known = Some(self.store.list().unwrap_or_default());
+        }
+        self.known.as_deref().unwrap_or_default()
+    }
+
+    fn requirements_file(&mut self, file: &Path, find_links: &[PathBuf], ingest: &mut Ingest) {
+        let parsed = match requirements::parse_file(file) {
+            Ok(p) => p,
+            Err(errors) => {
+                self.problems.extend(errors.iter().map(|e| e.to_string()));
+                return;
+            }
+        };
+        let links: Vec<PathBuf> = find_links.iter().chain(&parsed.find_links).cloned().collect();
+        let env = self.interp.marker_env();
+        let mut to_ingest = Vec::new();
+        for req in &parsed.requirements {
+            match &req.marker {
+                Some(m) => match markers::evaluate(m, &env, &[]) {
+                    Ok(false) => continue,
+                    Ok(true) => {}
+                    Err(e) => {
+                        self.problems.push(format!("{}:{}: {e}", req.source, req.line));
+                        continue;
+                    }
+                },
+                None => {}
+            }
+            if let Some(meta) = self.in_store(req) {
+                self.choose(meta);
+            } else if let Some(wheel) = self.in_find_links(req, &links) {
+                to_ingest.push(wheel);
+            } else {
+                self.problems.push(format!(
+                    "{}:{}: {}=={}: no fitting wheel{} in the store or in --find-links {}",
+                    req.source,
+                    req.line,
+                    req.name,
+                    req.version,
+                    if req.hashes.is_empty() { "" } else { " with a matching --hash" },
+                    show_dirs(&links)
+                ));
+            }
+        }
+        self.ingest_all(&to_ingest, ingest);
+    }
+
+    fn in_store(&mut self, req: &Requirement) -> Option<DistMeta> {
+        let want = normalize_name(&req.name);
+        let version = Version::parse(&req.version).ok();
+        let hashes = req.hashes.clone();
+        let candidates: Vec<DistMeta> = self
+            .store_dists()
+            .iter()
+            .filter(|m| normalize_name(&m.name) == want && same_version(&m.version, &req.version, version.as_ref()))
+            .filter(|m| hashes.is_empty() || hashes.contains(&m.wheel_sha256))
+            .cloned()
+            .collect();
+        candidates
+            .into_iter()
+            .filter_map(|m| self.fit(&m.tags).map(|s| (s, m)))
+            .min_by_key(|(s, _)| *s)
+            .map(|(_, m)| m)
+    }
+
+    fn in_find_links(&self, req: &Requirement, dirs: &[PathBuf]) -> Option<PathBuf> {
+        let want = normalize_name(&req.name);
+        let version = Version::parse(&req.version).ok();
+        let mut best: Option<(usize, PathBuf)> = None;
+        for dir in dirs {
+            for f in expand_sources(std::slice::from_ref(dir)).unwrap_or_default() {
+                let Some(w) = f.file_name().and_then(|n| n.to_str()).and_then(|n| WheelName::parse(n).ok()) else {
+                    continue;
+                };
+                if normalize_name(&w.distribution) != want || !same_version(&w.version, &req.version, version.as_ref()) {
+                    continue;
+                }
+                let Some(score) = self.fit(&w.tags()) else { continue };
+                if !req.hashes.is_empty() && !file_sha256(&f).is_some_and(|h| req.hashes.contains(&h)) {
+                    continue;
+                }
+                if best.as_ref().is_none_or(|(s, _)| score < *s) {
+                    best = Some((score, f));
+                }
+            }
+        }
+        best.map(|(_, f)| f)
+    }
+
+    fn lock_file(&mut self, path: &Path, find_links: &[PathBuf], ingest: &mut Ingest) {
+        let lock = match Lock::load(path) {
+            Ok(l) => l,
+            Err(e) => {
+                self.problems.push(e.to_string());
+                return;
+            }
+        };
+        let selected = match lock.select(&self.interp.tags, &self.interp.marker_env()) {
+            Ok(s) => s,
+            Err(errors) => {
+                self.problems.extend(errors.iter().map(|e| e.to_string()));
+                return;
+            }
+        };
+        let mut to_ingest = Vec::new();
+        for (package, wheel) in selected {
+            let label = format!("{}: {} {}", path.display(), package.name, package.version.as_deref().unwrap_or(""));
+            let by_hash = wheel.sha256.as_deref().map(str::to_ascii_lowercase);
+            let in_store = self
+                .store_dists()
+                .iter()
+                .find(|m| match &by_hash {
+                    Some(h) => &m.wheel_sha256 == h,
+                    None => m.wheel == wheel.file_name,
+                })
+                .cloned();
+            if let Some(m) = in_store {
+                self.choose(m);
+                continue;
+            }
+            let candidates = wheel.path.iter().cloned().chain(find_links.iter().map(|d| d.join(&wheel.file_name)));
+            let Some(file) = candidates.into_iter().find(|p| p.is_file()) else {
+                self.problems.push(format!("{label}: {} is neither in the store nor at its path or in --find-links {}", wheel.file_name, show_dirs(find_links)));
+                continue;
+            };
+            match check_locked_file(&file, wheel.size, by_hash.as_deref()) {
+                Ok(()) => to_ingest.push(file),
+                Err(why) => self.problems.push(format!("{label}: {}: {why}", file.display())),
+            }
+        }
+        self.ingest_all(&to_ingest, ingest);
+    }
+}
+
+/// PEP 440 equality when both parse, else exact text.
+fn same_version(have: &str, want: &str, want_parsed: Option<&Version>) -> bool {
+    match (Version::parse(have).ok(), want_parsed) {
+        (Some(h), Some(w)) => h == *w,
+        _ => have == want,
+    }
+}
+
+fn check_locked_file(file: &Path, size: Option<u64>, sha256: Option<&str>) -> Result<(), String> {
+    let actual = std::fs::metadata(file).map_err(|e| e.to_string())?.len();
+    if let Some(size) = size.filter(|&s| s != actual) {
+        return Err(format!("size is {actual} bytes, the lock says {size}"));
+    }
+    if let Some(want) = sha256 {
+        let have = file_sha256(file).ok_or("cannot read")?;
+        if have != want {
+            return Err(format!("sha256 is {have}, the lock says {want}"));
+        }
+    }
+    Ok(())
+}
+
+fn file_sha256(file: &Path) -> Option<String> {
+    crate::hashing::hash_file(file).ok().map(|(d, _): (Digest, u64)| d.to_hex())
+}
+
+fn show_dirs(dirs: &[PathBuf]) -> String {
+    if dirs.is_empty() {
+        return "(none given)".to_string();
+    }
+    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+}
