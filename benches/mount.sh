@@ -130,7 +130,7 @@ openread_run() {
 daemon_pid() {
     local p c pids=() pp
     for p in /proc/[0-9]*; do
-        c=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        c=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
         [[ $c == *sitefs*" mount "*" $1 "* ]] && pids+=("${p#/proc/}")
     done
     for p in "${pids[@]}"; do
@@ -272,11 +272,11 @@ report_mode() {
             "$(calc "$sit * $scale" "$digits")" "$(spr "$m.$key.sitefs" "$scale" "$digits")" \
             "$ratio" "$target" "$ok"
     done <<EOT
-warm|(a) import stack, warm cache: process wall, ms|1000|0||≤ 1.05x|1.05
+warm|(a) import stack, warm cache: process wall, ms|1000|0|≤ 1.05x|1.05
 warmin|— of which in the import statements, ms|1000|0|||
-cold|(a) import stack, cold cache: process wall, ms|1000|0||≤ 1.3x|1.3
+cold|(a) import stack, cold cache: process wall, ms|1000|0|≤ 1.3x|1.3
 coldin|— of which in the import statements, ms|1000|0|||
-piplist|(b) \`python3.11 -m pip list --path SITE\`, ms|1000|0|||
+piplist|(b) base \`python -m pip list --path SITE\`, ms|1000|0|||
 openread|(c) open + read 4 KiB + close, µs per file|1|1|||
 EOT
     local mt um mc rss hwm

@@ -228,10 +228,12 @@ pub struct CompilerPool {
     idle_changed: Condvar,
 }
 
-/// Workers not currently running a batch, and how many exist in total.
+/// Workers not currently running a batch, and how many exist in total
+/// (including those not started yet).
 struct PoolState {
     idle: Vec<Worker>,
     live: usize,
+    unstarted: usize,
 }
 
 impl CompilerPool {
@@ -252,9 +254,32 @@ impl CompilerPool {
             python,
             cache_tag: interp.cache_tag.clone(),
             size,
-            state: Mutex::new(PoolState { idle, live: size }),
+            state: Mutex::new(PoolState {
+                idle,
+                live: size,
+                unstarted: 0,
+            }),
             idle_changed: Condvar::new(),
         })
+    }
+
+    /// Like [`CompilerPool::start`], but each worker process starts only
+    /// when a `compile` call first needs it: commands that usually find
+    /// everything compiled (`env create` from a warm store) then never pay
+    /// for starting Python.
+    pub fn lazy(interp: &Interpreter, workers: usize) -> Self {
+        let size = workers.max(1);
+        CompilerPool {
+            python: interp.executable.clone(),
+            cache_tag: interp.cache_tag.clone(),
+            size,
+            state: Mutex::new(PoolState {
+                idle: Vec::new(),
+                live: size,
+                unstarted: size,
+            }),
+            idle_changed: Condvar::new(),
+        }
     }
 
     /// Compile `jobs`; outcomes come back in job order. Fails as a whole on
@@ -353,6 +378,11 @@ impl CompilerPool {
             if let Some(worker) = state.idle.pop() {
                 return Ok(worker);
             }
+            if state.unstarted > 0 {
+                state.unstarted -= 1;
+                drop(state);
+                return self.start_worker();
+            }
             if state.live == 0 {
                 return Err(BytecodeError::NoWorkers {
                     python: self.python.clone(),
@@ -363,6 +393,19 @@ impl CompilerPool {
                 .wait(state)
                 .unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// Start one worker of a lazy pool; on failure the pool shrinks.
+    fn start_worker(&self) -> Result<Worker, BytecodeError> {
+        let started = Worker::spawn(&self.python).and_then(|mut w| {
+            w.handshake(&self.cache_tag)?;
+            Ok(w)
+        });
+        if started.is_err() {
+            self.lock().live -= 1;
+            self.idle_changed.notify_all();
+        }
+        started
     }
 
     /// Give a healthy worker back.

@@ -309,7 +309,10 @@ fn daemonize() -> Result<Option<Status>, MountError> {
     // SAFETY: the process is single-threaded here (no FUSE threads yet),
     // so the child may continue running arbitrary Rust code.
     match unsafe { libc::fork() } {
-        -1 => Err(MountError::Sys(format!("fork: {}", std::io::Error::last_os_error()))),
+        -1 => Err(MountError::Sys(format!(
+            "fork: {}",
+            std::io::Error::last_os_error()
+        ))),
         0 => {
             drop(rd);
             detach();
@@ -328,18 +331,18 @@ fn daemonize() -> Result<Option<Status>, MountError> {
     }
 }
 
-/// Leave the caller's session and terminal; keep stderr only when
-/// logging was asked for.
+/// Leave the caller's session and terminal. All three standard streams
+/// go to /dev/null: a daemon holding the caller's stderr would keep a
+/// pipeline such as `sitefs mount ... 2>&1 | tee log` open forever. Use
+/// `mount -f` to see the daemon's logs.
 fn detach() {
     // SAFETY: plain syscalls on valid arguments.
     unsafe {
         libc::setsid();
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
         if null >= 0 {
-            libc::dup2(null, 0);
-            libc::dup2(null, 1);
-            if std::env::var_os("RUST_LOG").is_none() && !log::log_enabled!(log::Level::Info) {
-                libc::dup2(null, 2);
+            for fd in 0..3 {
+                libc::dup2(null, fd);
             }
             if null > 2 {
                 libc::close(null);
@@ -380,7 +383,10 @@ fn serve(p: Prepared, opts: &MountOpts, status: Option<Status>) -> Result<(), Mo
     let signals = signal_set(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1]);
     // SAFETY: signals is a valid, initialized sigset.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut()) };
-    let fsname = opts.fsname.clone().unwrap_or_else(|| p.manifest.display().to_string());
+    let fsname = opts
+        .fsname
+        .clone()
+        .unwrap_or_else(|| p.manifest.display().to_string());
     let state = ViewState::new(p.view);
     let fs = SiteFs::new(state.clone(), p.store, opts.open);
     let session = match Session::new(fs, &p.mountpoint, &fuse_config(opts, &fsname)) {
@@ -393,7 +399,10 @@ fn serve(p: Prepared, opts: &MountOpts, status: Option<Status>) -> Result<(), Mo
     };
     let notifier = session.notifier();
     if let Err(e) = watch_manifest(&p.manifest, state, notifier) {
-        log::warn!("live reload disabled: cannot watch {}: {e}", p.manifest.display());
+        log::warn!(
+            "live reload disabled: cannot watch {}: {e}",
+            p.manifest.display()
+        );
     }
     info!("mounted {fsname} on {}", p.mountpoint.display());
     if let Some(s) = status {
@@ -407,9 +416,16 @@ fn serve(p: Prepared, opts: &MountOpts, status: Option<Status>) -> Result<(), Mo
 /// Watch the manifest's directory; when the manifest is replaced (as
 /// `Manifest::save` does, by rename), rebuild the view and swap it in.
 /// A manifest that fails to load leaves the old view serving.
-fn watch_manifest(manifest: &Path, state: Arc<ViewState>, notifier: fuser::Notifier) -> std::io::Result<()> {
+fn watch_manifest(
+    manifest: &Path,
+    state: Arc<ViewState>,
+    notifier: fuser::Notifier,
+) -> std::io::Result<()> {
     let dir = manifest.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let name = manifest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let name = manifest
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     let cdir = CString::new(dir.as_os_str().as_bytes())?;
     // SAFETY: plain syscalls; the fd is owned below.
     let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
@@ -424,23 +440,29 @@ fn watch_manifest(manifest: &Path, state: Arc<ViewState>, notifier: fuser::Notif
         return Err(std::io::Error::last_os_error());
     }
     let manifest = manifest.to_path_buf();
-    std::thread::Builder::new().name("manifest-watch".into()).spawn(move || {
-        let mut file = File::from(fd);
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = file.read(&mut buf) {
-            if n == 0 || !inotify_names(&buf[..n]).any(|e| e == name.as_bytes()) {
-                continue;
-            }
-            match load_view(&manifest) {
-                Ok((_, view)) => {
-                    let changes = state.replace(view);
-                    crate::fs::invalidate(&notifier, &changes);
-                    info!("reloaded {} ({} directories changed)", manifest.display(), changes.len());
+    std::thread::Builder::new()
+        .name("manifest-watch".into())
+        .spawn(move || {
+            let mut file = File::from(fd);
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = file.read(&mut buf) {
+                if n == 0 || !inotify_names(&buf[..n]).any(|e| e == name.as_bytes()) {
+                    continue;
                 }
-                Err(e) => log::error!("not reloading: {e}"),
+                match load_view(&manifest) {
+                    Ok((_, view)) => {
+                        let changes = state.replace(view);
+                        crate::fs::invalidate(&notifier, &changes);
+                        info!(
+                            "reloaded {} ({} directories changed)",
+                            manifest.display(),
+                            changes.len()
+                        );
+                    }
+                    Err(e) => log::error!("not reloading: {e}"),
+                }
             }
-        }
-    })?;
+        })?;
     Ok(())
 }
 
@@ -563,9 +585,21 @@ fn watchdog_main(rd: RawFd, target: &CString) -> ! {
                 break;
             }
         }
-        let mut st: libc::stat = std::mem::zeroed();
-        let dead = libc::stat(target.as_ptr(), &mut st) != 0
-            && *libc::__errno_location() == libc::ENOTCONN;
+        // Force a request to the daemon: a cached attribute would make a
+        // dead mount look alive.
+        let mut stx: libc::statx = std::mem::zeroed();
+        let failed = libc::statx(
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            libc::AT_STATX_FORCE_SYNC,
+            libc::STATX_TYPE,
+            &mut stx,
+        ) != 0;
+        let dead = failed
+            && matches!(
+                *libc::__errno_location(),
+                libc::ENOTCONN | libc::ECONNABORTED
+            );
         if dead {
             if libc::geteuid() == 0 {
                 libc::umount2(target.as_ptr(), libc::MNT_DETACH);

@@ -17,11 +17,14 @@ use crate::daemon::{self, MountError, MountOpts, Prepared};
 use crate::dist_index::{DistIndex, DistMeta};
 use crate::ingest;
 use crate::interpreter::Interpreter;
-use crate::manifest::{build_view, DistRef, EnvSpec, Manifest, ManifestError, PythonSpec, FORMAT_VERSION};
+use crate::manifest::{
+    build_view, DistRef, EnvSpec, Manifest, ManifestError, PythonSpec, FORMAT_VERSION,
+};
 use crate::resolve::{self, ResolveError, Sources};
 use crate::scripts::{env_files, EnvContent, EnvLayout};
 use crate::store::{io_at, Store, StoreError};
 use crate::venv;
+use crate::view::View;
 use crate::wheel::normalize_name;
 
 /// The manifest's name inside a venv.
@@ -32,7 +35,9 @@ pub const MANIFEST_NAME: &str = "sitefs.toml";
 pub enum EnvError {
     #[error("{0} already exists: choose a new path or remove it with `sitefs env rm {0}`")]
     Exists(String),
-    #[error("{0} is not a sitefs environment (no {MANIFEST_NAME}): create one with `sitefs env create`")]
+    #[error(
+        "{0} is not a sitefs environment (no {MANIFEST_NAME}): create one with `sitefs env create`"
+    )]
     NotAnEnv(String),
     #[error(transparent)]
     Resolve(#[from] ResolveError),
@@ -70,7 +75,8 @@ impl EnvPaths {
     }
 
     fn site_packages(&self, m: &Manifest) -> PathBuf {
-        self.venv.join(format!("lib/python{}/site-packages", m.python.version))
+        self.venv
+            .join(format!("lib/python{}/site-packages", m.python.version))
     }
 }
 
@@ -98,26 +104,40 @@ pub fn create(req: CreateRequest) -> Result<Created, EnvError> {
     if paths.venv.exists() && fs::read_dir(&paths.venv).map_or(true, |mut d| d.next().is_some()) {
         return Err(EnvError::Exists(req.venv.display().to_string()));
     }
+    let t0 = Instant::now();
     let store = Store::create(&req.store)?;
     let interp = probe(&store, req.python.as_ref())?;
+    log::debug!("probed {} at {:.1?}", interp.cache_tag, t0.elapsed());
     let chosen = resolve_sources(&store, &interp, &req.sources, req.quiet)?;
+    log::debug!("resolved {} dists at {:.1?}", chosen.len(), t0.elapsed());
     let manifest = new_manifest(&store, &interp, &paths, &chosen);
     let stage = stage_dir(&paths.venv)?;
     let built = build_env(&stage, &store, &interp, &paths, &manifest, &chosen);
-    let prepared = match built.and_then(|scripts| finish_dir(&stage, &paths).map(|()| scripts)) {
-        Ok(scripts) => (scripts, prepare_mount(&paths, &manifest)),
+    log::debug!("built the venv at {:.1?}", t0.elapsed());
+    let (scripts, view) = match built.and_then(|b| finish_dir(&stage, &paths).map(|()| b)) {
+        Ok(b) => b,
         Err(e) => {
             let _ = fs::remove_dir_all(&stage);
             return Err(e);
         }
     };
-    let (scripts, prepared) = prepared;
-    let mounted = prepared.and_then(|p| daemon::launch(p, &req.mount, false).map_err(EnvError::from));
+    let mounted = daemon::check_mountpoint(&paths.site_packages(&manifest))
+        .and_then(|mountpoint| {
+            let p = Prepared {
+                manifest: paths.manifest.clone(),
+                store: store.clone(),
+                view,
+                mountpoint,
+            };
+            daemon::launch(p, &req.mount, false)
+        })
+        .map_err(EnvError::from);
     if let Err(e) = mounted {
         let _ = fs::remove_dir_all(&paths.venv);
         return Err(e);
     }
     register(&store, &paths);
+    log::debug!("mounted at {:.1?}", t0.elapsed());
     Ok(Created {
         venv: paths.venv,
         dists: chosen.len(),
@@ -126,27 +146,26 @@ pub fn create(req: CreateRequest) -> Result<Created, EnvError> {
 }
 
 fn probe(store: &Store, python: &std::ffi::OsStr) -> Result<Interpreter, EnvError> {
-    Interpreter::probe_cached(python, &store.root().join("interpreters")).map_err(|e| EnvError::Other(e.to_string()))
+    Interpreter::probe_cached(python, &store.root().join("interpreters"))
+        .map_err(|e| EnvError::Other(e.to_string()))
 }
 
 /// Resolve the sources to store dists, ingesting and compiling only
 /// what the store lacks.
-fn resolve_sources(store: &Store, interp: &Interpreter, sources: &Sources, quiet: bool) -> Result<Vec<(DistMeta, bool)>, EnvError> {
-    let mut pools: Option<Vec<CompilerPool>> = None;
-    let mut start_pools = || -> Result<Vec<CompilerPool>, EnvError> {
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Ok(vec![CompilerPool::start(interp, workers).map_err(|e| EnvError::Other(e.to_string()))?])
-    };
+fn resolve_sources(
+    store: &Store,
+    interp: &Interpreter,
+    sources: &Sources,
+    quiet: bool,
+) -> Result<Vec<(DistMeta, bool)>, EnvError> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let pools = [CompilerPool::lazy(interp, workers)];
     let chosen = resolve::resolve(store, interp, sources, &mut |wheels: &[PathBuf]| {
-        let p = match &pools {
-            Some(p) => p,
-            None => pools.insert(start_pools().map_err(|e| e.to_string())?),
-        };
         let opts = ingest::IngestOptions {
             quiet,
             ..Default::default()
         };
-        ingest::add_wheels(store, wheels, p, &opts)
+        ingest::add_wheels(store, wheels, &pools, &opts)
             .into_iter()
             .map(|r| {
                 r.result
@@ -161,16 +180,18 @@ fn resolve_sources(store: &Store, interp: &Interpreter, sources: &Sources, quiet
         .map(|(m, _)| m.id.clone())
         .collect();
     if !missing.is_empty() {
-        let p = match &pools {
-            Some(p) => p,
-            None => pools.insert(start_pools()?),
-        };
-        ingest::ensure_bytecode(store, &missing, p, quiet).map_err(|e| EnvError::Other(e.to_string()))?;
+        ingest::ensure_bytecode(store, &missing, &pools, quiet)
+            .map_err(|e| EnvError::Other(e.to_string()))?;
     }
     Ok(chosen)
 }
 
-fn new_manifest(store: &Store, interp: &Interpreter, paths: &EnvPaths, chosen: &[(DistMeta, bool)]) -> Manifest {
+fn new_manifest(
+    store: &Store,
+    interp: &Interpreter,
+    paths: &EnvPaths,
+    chosen: &[(DistMeta, bool)],
+) -> Manifest {
     Manifest {
         version: FORMAT_VERSION,
         store: store.root().to_path_buf(),
@@ -197,7 +218,10 @@ fn new_manifest(store: &Store, interp: &Interpreter, paths: &EnvPaths, chosen: &
 
 /// A staging directory beside the venv, so the final rename is atomic.
 fn stage_dir(venv: &Path) -> Result<PathBuf, EnvError> {
-    let name = venv.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = venv
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let parent = venv.parent().unwrap_or(Path::new("/"));
     let stage = parent.join(format!(".{name}.sitefs-{}", std::process::id()));
     fs::create_dir_all(&stage).map_err(io_at(&stage))?;
@@ -205,7 +229,8 @@ fn stage_dir(venv: &Path) -> Result<PathBuf, EnvError> {
 }
 
 /// Write the venv skeleton, the manifest and every dist's env files
-/// into `stage`. Returns the number of files written to `bin/`.
+/// into `stage`, and build the view the mount will serve. Returns the
+/// number of files written to `bin/` and the view.
 fn build_env(
     stage: &Path,
     store: &Store,
@@ -213,10 +238,19 @@ fn build_env(
     paths: &EnvPaths,
     manifest: &Manifest,
     chosen: &[(DistMeta, bool)],
-) -> Result<usize, EnvError> {
-    // Build the view first: conflicts and store damage surface before
-    // anything is written.
-    build_view(manifest, &paths.manifest, UNIX_EPOCH)?;
+) -> Result<(usize, View), EnvError> {
+    // Save the manifest and build the view first: conflicts and store
+    // damage surface before anything else is written. The staged
+    // manifest's mtime survives the rename, so the view's directory
+    // mtime is the one a later remount will serve.
+    let staged_manifest = stage.join(MANIFEST_NAME);
+    manifest.save(&staged_manifest).map_err(io_at(stage))?;
+    let mtime = fs::metadata(&staged_manifest)
+        .and_then(|m| m.modified())
+        .map_err(io_at(stage))?;
+    let t0 = Instant::now();
+    let (_, view) = build_view(manifest, &paths.manifest, mtime)?;
+    log::debug!("view of {} nodes built in {:.1?}", view.len(), t0.elapsed());
     venv::create_skeleton(stage, &paths.venv, interp).map_err(io_at(stage))?;
     let layout = EnvLayout {
         prefix: paths.venv.clone(),
@@ -227,14 +261,19 @@ fn build_env(
         let idx = store.load(&meta.id)?;
         scripts += write_env_files(stage, store, &idx, &layout)?;
     }
-    manifest.save(&stage.join(MANIFEST_NAME)).map_err(io_at(stage))?;
-    Ok(scripts)
+    Ok((scripts, view))
 }
 
 /// Copy a dist's scripts, headers and data into the venv. Copies, not
 /// links: editing a file in one venv must never change the store.
-fn write_env_files(root: &Path, store: &Store, idx: &DistIndex, layout: &EnvLayout) -> Result<usize, EnvError> {
-    let files = env_files(idx, layout, &|d| fs::read(store.object_path(d))).map_err(io_at(store.root()))?;
+fn write_env_files(
+    root: &Path,
+    store: &Store,
+    idx: &DistIndex,
+    layout: &EnvLayout,
+) -> Result<usize, EnvError> {
+    let files =
+        env_files(idx, layout, &|d| fs::read(store.object_path(d))).map_err(io_at(store.root()))?;
     let mut in_bin = 0;
     for f in &files {
         let dest = root.join(&f.path);
@@ -354,10 +393,19 @@ pub fn add(venv: &Path, sources: &Sources, quiet: bool) -> Result<usize, EnvErro
     let paths = EnvPaths::new(venv);
     let mut m = paths.load()?;
     let store = Store::open(&m.store_path(&paths.manifest))?;
-    let python = m.python.executable.clone().unwrap_or_else(|| PathBuf::from(format!("python{}", m.python.version)));
+    let python = m
+        .python
+        .executable
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("python{}", m.python.version)));
     let interp = probe(&store, python.as_os_str())?;
     let chosen = resolve_sources(&store, &interp, sources, quiet)?;
-    let names: BTreeMap<String, usize> = m.dists.iter().enumerate().map(|(i, d)| (normalize_name(&d.name), i)).collect();
+    let names: BTreeMap<String, usize> = m
+        .dists
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (normalize_name(&d.name), i))
+        .collect();
     let mut added = Vec::new();
     for (meta, requested) in chosen {
         let r = DistRef {
@@ -372,13 +420,18 @@ pub fn add(venv: &Path, sources: &Sources, quiet: bool) -> Result<usize, EnvErro
         }
         added.push(meta);
     }
-    let layout = m.env.as_ref().map(|e| e.layout(&m.python)).unwrap_or(EnvLayout {
-        prefix: paths.venv.clone(),
-        python_version: m.python.version.clone(),
-    });
+    let layout = m
+        .env
+        .as_ref()
+        .map(|e| e.layout(&m.python))
+        .unwrap_or(EnvLayout {
+            prefix: paths.venv.clone(),
+            python_version: m.python.version.clone(),
+        });
     build_view(&m, &paths.manifest, UNIX_EPOCH)?;
     for meta in &added {
-        write_env_files(&paths.venv, &store, &store.load(&meta.id)?, &layout)?;
+        let idx = store.load(&meta.id)?;
+        write_env_files(&paths.venv, &store, &idx, &layout)?;
     }
     replace_manifest(&paths, &m)?;
     Ok(added.len())
@@ -390,18 +443,32 @@ pub fn remove(venv: &Path, names: &[String]) -> Result<usize, EnvError> {
     let mut m = paths.load()?;
     let store = Store::open(&m.store_path(&paths.manifest))?;
     let wanted: Vec<String> = names.iter().map(|n| normalize_name(n)).collect();
-    let missing: Vec<&String> = names.iter().zip(&wanted).filter(|(_, w)| !m.dists.iter().any(|d| normalize_name(&d.name) == **w)).map(|(n, _)| n).collect();
+    let missing: Vec<&String> = names
+        .iter()
+        .zip(&wanted)
+        .filter(|(_, w)| !m.dists.iter().any(|d| normalize_name(&d.name) == **w))
+        .map(|(n, _)| n)
+        .collect();
     if !missing.is_empty() {
         let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-        return Err(EnvError::Other(format!("not in {}: {}", paths.venv.display(), list.join(", "))));
+        return Err(EnvError::Other(format!(
+            "not in {}: {}",
+            paths.venv.display(),
+            list.join(", ")
+        )));
     }
-    let (gone, kept): (Vec<DistRef>, Vec<DistRef>) = m.dists.drain(..).partition(|d| wanted.contains(&normalize_name(&d.name)));
+    let (gone, kept): (Vec<DistRef>, Vec<DistRef>) = m
+        .dists
+        .drain(..)
+        .partition(|d| wanted.contains(&normalize_name(&d.name)));
     m.dists = kept;
     replace_manifest(&paths, &m)?;
     let layout = m.env.as_ref().map(|e| e.layout(&m.python));
     for d in &gone {
         if let (Ok(idx), Some(layout)) = (store.load(&d.id), &layout) {
-            for f in env_files(&idx, layout, &|o| fs::read(store.object_path(o))).unwrap_or_default() {
+            for f in
+                env_files(&idx, layout, &|o| fs::read(store.object_path(o))).unwrap_or_default()
+            {
                 let _ = fs::remove_file(paths.venv.join(&f.path));
             }
         }
@@ -417,10 +484,15 @@ fn replace_manifest(paths: &EnvPaths, m: &Manifest) -> Result<(), EnvError> {
     if !daemon::is_mount_point(&sp) {
         return Ok(());
     }
-    let want = fs::metadata(&paths.manifest).and_then(|x| x.modified()).map_err(io_at(&paths.manifest))?;
+    let want = fs::metadata(&paths.manifest)
+        .and_then(|x| x.modified())
+        .map_err(io_at(&paths.manifest))?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if fs::metadata(&sp).and_then(|x| x.modified()).is_ok_and(|t| t == want) {
+        if fs::metadata(&sp)
+            .and_then(|x| x.modified())
+            .is_ok_and(|t| t == want)
+        {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(2));

@@ -73,7 +73,10 @@ impl ViewState {
     }
 
     pub fn current(&self) -> Arc<View> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The view that knows `ino`: the current one, else the newest
@@ -178,7 +181,7 @@ impl SiteFs {
         match source {
             Source::Object(d) => Some(self.store.object_path(d)),
             Source::Pyc(d) => Some(self.store.pyc_path(&view.cache_tag, d)),
-            Source::Inline(_) => None,
+            Source::Inline(_) | Source::Lazy(_) => None,
         }
     }
 
@@ -357,8 +360,10 @@ impl Filesystem for SiteFs {
         if offset >= end {
             return reply.data(&[]);
         }
-        if let Source::Inline(bytes) = &source {
-            return reply.data(&bytes[offset as usize..end as usize]);
+        match &source {
+            Source::Inline(bytes) => return reply.data(&bytes[offset as usize..end as usize]),
+            Source::Lazy(lazy) => return reply.data(&lazy.get()[offset as usize..end as usize]),
+            Source::Object(_) | Source::Pyc(_) => {}
         }
         let file = match self.backing_file(&view, ino.0, &source) {
             Ok(f) => f,

@@ -15,6 +15,7 @@ use std::io::{self, BufWriter};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use indicatif::ProgressBar;
@@ -112,7 +113,7 @@ pub fn add_wheels(
     let indexes: Vec<&DistIndex> = staged
         .iter()
         .filter_map(|s| s.as_ref().ok())
-        .map(|s| &s.index)
+        .map(|s| &*s.index)
         .collect();
     info!(
         "unpacked and verified {} wheels in {:.2?}",
@@ -121,7 +122,9 @@ pub fn add_wheels(
     );
     let compiled = compile_missing(store, &indexes, pools, opts.quiet);
     info!("compiled bytecode at {:.2?}", t0.elapsed());
-    let fresh = staged.iter().any(|s| matches!(s, Ok(Staged { stage: Some(_), .. })));
+    let fresh = staged
+        .iter()
+        .any(|s| matches!(s, Ok(Staged { stage: Some(_), .. })));
     if fresh {
         if let Err(e) = sync_store(store) {
             warn!("syncfs on {}: {e}", store.root().display());
@@ -133,7 +136,9 @@ pub fn add_wheels(
         .zip(staged)
         .map(|(w, s)| {
             let result = s.and_then(|s| {
-                compiled.as_ref().map_err(|e| IngestError::Bytecode(e.clone()))?;
+                compiled
+                    .as_ref()
+                    .map_err(|e| IngestError::Bytecode(e.clone()))?;
                 let outcome = s.publish(store, pools)?;
                 store.remember_wheel(w, &outcome.meta().id);
                 Ok(outcome)
@@ -158,7 +163,7 @@ pub fn ensure_bytecode(
         .iter()
         .map(|id| store.load(id))
         .collect::<Result<Vec<_>, _>>()?;
-    let refs: Vec<&DistIndex> = indexes.iter().collect();
+    let refs: Vec<&DistIndex> = indexes.iter().map(|i| &**i).collect();
     compile_missing(store, &refs, pools, quiet).map_err(IngestError::Bytecode)?;
     let mut n = 0;
     for idx in &indexes {
@@ -170,7 +175,7 @@ pub fn ensure_bytecode(
 /// A verified wheel whose objects are in the store and whose index waits
 /// in its staging directory.
 struct Staged {
-    index: DistIndex,
+    index: Arc<DistIndex>,
     stage: Option<StageDir>,
 }
 
@@ -181,7 +186,7 @@ impl Staged {
             Some(stage) => publish_index(store, &self.index, &stage.path)?,
         };
         write_markers(store, &self.index, pools)?;
-        let meta = self.index.meta;
+        let meta = self.index.meta.clone();
         Ok(if added {
             Outcome::Added(meta)
         } else {
@@ -275,7 +280,7 @@ fn stage_wheel(store: &Store, path: &Path, limits: &Limits) -> Result<Staged, In
         files.into_iter().map(|(f, _)| f).collect(),
     );
     Ok(Staged {
-        index,
+        index: Arc::new(index),
         stage: Some(stage),
     })
 }

@@ -403,18 +403,25 @@ impl Interpreter {
     /// size, mtime), so repeated commands skip starting Python. Names that
     /// resolve to scripts (pyenv shims) are probed every time: which
     /// interpreter they run depends on the caller's directory and env.
-    pub fn probe_cached(python: &OsStr, cache_dir: &std::path::Path) -> Result<Interpreter, InterpreterError> {
+    pub fn probe_cached(
+        python: &OsStr,
+        cache_dir: &std::path::Path,
+    ) -> Result<Interpreter, InterpreterError> {
         let Some(key) = binary_identity(python) else {
             return Self::probe(python);
         };
         let file = cache_dir.join(&crate::hashing::Digest::of(key.as_bytes()).to_hex()[..32]);
-        if let Some(i) = std::fs::read_to_string(&file).ok().and_then(|t| toml::from_str(&t).ok()) {
+        if let Some(i) = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| toml::from_str(&t).ok())
+        {
             return Ok(i);
         }
         let interp = Self::probe(python)?;
         if let Ok(text) = toml::to_string(&interp) {
             let tmp = file.with_extension(format!("tmp.{}", std::process::id()));
-            let ok = std::fs::create_dir_all(cache_dir).is_ok() && std::fs::write(&tmp, text).is_ok();
+            let ok =
+                std::fs::create_dir_all(cache_dir).is_ok() && std::fs::write(&tmp, text).is_ok();
             if !(ok && std::fs::rename(&tmp, &file).is_ok()) {
                 let _ = std::fs::remove_file(&tmp);
             }
@@ -540,16 +547,28 @@ fn binary_identity(python: &OsStr) -> Option<String> {
     let path = if given.components().count() > 1 {
         given.to_path_buf()
     } else {
-        std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(given)).find(|p| p.is_file())?
+        std::env::split_paths(&std::env::var_os("PATH")?)
+            .map(|d| d.join(given))
+            .find(|p| p.is_file())?
     };
     let real = std::fs::canonicalize(path).ok()?;
     let mut magic = [0u8; 4];
-    std::fs::File::open(&real).ok()?.read_exact(&mut magic).ok()?;
+    std::fs::File::open(&real)
+        .ok()?
+        .read_exact(&mut magic)
+        .ok()?;
     if &magic != b"\x7fELF" {
         return None;
     }
     let m = std::fs::metadata(&real).ok()?;
-    Some(format!("{}:{}:{}:{}.{}", real.display(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+    Some(format!(
+        "{}:{}:{}:{}.{}",
+        real.display(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec()
+    ))
 }
 
 #[derive(Debug, Default)]

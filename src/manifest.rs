@@ -31,7 +31,7 @@ use crate::hashing::Digest;
 use crate::record::{installed_record, InstalledExtras};
 use crate::scripts::{env_files, EnvLayout};
 use crate::store::{Store, StoreError};
-use crate::view::{Conflict, ConflictPolicy, View, ViewBuilder};
+use crate::view::{Conflict, ConflictPolicy, Lazy, View, ViewBuilder};
 use crate::wheel::normalize_name;
 
 /// The only manifest format version this build reads and writes.
@@ -118,22 +118,24 @@ pub enum ManifestError {
     Version { path: String, found: u32 },
     #[error("manifest {path}: {err}")]
     Store { path: String, err: StoreError },
-    #[error("manifest {path}: dist {id:?} is {found}, but the manifest says {name} {version}")]
+    #[error("manifest {path}: dist {id:?} is {found}, but the manifest says {wanted}")]
     Mismatch {
         path: String,
         id: String,
         found: String,
-        name: String,
-        version: String,
+        /// `name version` as the manifest gives them.
+        wanted: String,
     },
-    #[error("manifest {path}: {name} {version} ({id}) has no bytecode for {cache_tag} in the store: run `sitefs store compile --store {store} --python PYTHON {name}=={version}`")]
+    #[error(
+        "manifest {path}: {dist} has no bytecode for {cache_tag} in the store: run `{command}`"
+    )]
     NoBytecode {
         path: String,
-        name: String,
-        version: String,
-        id: String,
+        /// `name version (id)`.
+        dist: String,
         cache_tag: String,
-        store: String,
+        /// The `sitefs store compile` command that fixes it.
+        command: String,
     },
     #[error("manifest {path}: {conflict}")]
     Conflict { path: String, conflict: Conflict },
@@ -242,8 +244,7 @@ pub fn build_view(
                 path,
                 id: d.id.clone(),
                 found: format!("{} {}", idx.meta.name, idx.meta.version),
-                name: d.name.clone(),
-                version: d.version.clone(),
+                wanted: format!("{} {}", d.name, d.version),
             });
         }
         let pycs = store
@@ -251,11 +252,14 @@ pub fn build_view(
             .map_err(store_err)?
             .ok_or_else(|| ManifestError::NoBytecode {
                 path: path.clone(),
-                name: d.name.clone(),
-                version: d.version.clone(),
-                id: d.id.clone(),
+                dist: format!("{} {} ({})", d.name, d.version, d.id),
                 cache_tag: m.python.cache_tag.clone(),
-                store: store.root().display().to_string(),
+                command: format!(
+                    "sitefs store compile --store {} --python PYTHON {}=={}",
+                    store.root().display(),
+                    d.name,
+                    d.version
+                ),
             })?;
         let conflict = |conflict| ManifestError::Conflict {
             path: path.clone(),
@@ -264,33 +268,52 @@ pub fn build_view(
         builder.add_dist(&idx, &pycs).map_err(conflict)?;
         add_install_markers(&mut builder, &idx.meta.dist_info, d.requested).map_err(conflict)?;
         if let Some(env) = &m.env {
-            let record = env_record(&store, &idx, &pycs, &env.layout(&m.python), &m.python.cache_tag, d.requested)
-                .map_err(|err| store_err(StoreError::Io { path: idx.meta.id.clone(), err }))?;
+            let record = lazy_record(
+                &store,
+                idx,
+                pycs,
+                env.layout(&m.python),
+                &m.python.cache_tag,
+                d.requested,
+            );
             builder
-                .add_inline(&format!("{}/RECORD", idx.meta.dist_info), Arc::from(record.into_bytes()), false)
+                .add_lazy(&format!("{}/RECORD", record.0), record.1)
                 .map_err(conflict)?;
         }
     }
     Ok((store, builder.finish()))
 }
 
-/// The RECORD of a dist installed in a venv, scripts and data included.
-fn env_record(
+/// The RECORD of a dist installed in a venv, scripts and data included,
+/// rendered when first read. Returns the dist-info dir and the file.
+fn lazy_record(
     store: &Store,
-    idx: &DistIndex,
-    pycs: &HashMap<Digest, u64>,
-    layout: &EnvLayout,
+    idx: Arc<DistIndex>,
+    pycs: HashMap<Digest, u64>,
+    layout: EnvLayout,
     cache_tag: &str,
     requested: bool,
-) -> std::io::Result<String> {
-    let files = env_files(idx, layout, &|d| std::fs::read(store.object_path(d)))?;
-    let extras = InstalledExtras {
-        installer: INSTALLER,
-        requested,
-        env_files: &files,
-        up_to_prefix: "../../../",
-    };
-    Ok(installed_record(idx, cache_tag, pycs, &extras))
+) -> (String, Arc<Lazy>) {
+    let (store, cache_tag) = (store.clone(), cache_tag.to_string());
+    let dist_info = idx.meta.dist_info.clone();
+    let lazy = Lazy::new(move || {
+        let files = env_files(&idx, &layout, &|d| std::fs::read(store.object_path(d)))
+            .unwrap_or_else(|e| {
+                log::error!(
+                    "RECORD of {}: cannot read its scripts from the store: {e}",
+                    idx.meta.id
+                );
+                Vec::new()
+            });
+        let extras = InstalledExtras {
+            installer: INSTALLER,
+            requested,
+            env_files: &files,
+            up_to_prefix: "../../../",
+        };
+        installed_record(&idx, &cache_tag, &pycs, &extras).into_bytes()
+    });
+    (dist_info, lazy)
 }
 
 /// What `INSTALLER` says: pip shows it and tools use it to tell who

@@ -449,17 +449,12 @@ impl<'a> VersionParser<'a> {
     }
 
     /// The number after a pre/post/dev keyword: an optional separator and
-    /// optional digits (`rc`, `rc1`, `rc.1`, `rc-1` all parse).
+    /// optional digits (`rc`, `rc1`, `rc.1`, `rc-1` all parse). A lone
+    /// separator stays consumed, as in the PEP 440 regex (`1.0a.` is
+    /// `1.0a0`); every later component allows a missing separator.
     fn implicit_number(&mut self) -> u64 {
-        let save = self.pos;
         self.eat_separator();
-        match self.number() {
-            Some(n) => n,
-            None => {
-                self.pos = save;
-                0
-            }
-        }
+        self.number().unwrap_or(0)
     }
 
     /// Try `[sep] keyword N` for the first matching keyword, restoring the
@@ -609,7 +604,10 @@ const ALIASES: &[(&str, &str)] = &[
     ("sys.platform", "sys_platform"),
     ("platform.version", "platform_version"),
     ("platform.machine", "platform_machine"),
-    ("platform.python_implementation", "platform_python_implementation"),
+    (
+        "platform.python_implementation",
+        "platform_python_implementation",
+    ),
     ("python_implementation", "platform_python_implementation"),
 ];
 
@@ -783,9 +781,8 @@ fn tokenize(text: &str) -> Result<Vec<Token>, MarkerError> {
                 TokenKind::Ident(text[at..end.unwrap_or(text.len())].to_string())
             }
             _ => {
-                let (op, rest) = CompareOp::split_prefix(&text[at..]).ok_or_else(|| {
-                    syntax(text, at, format!("unexpected character {c:?}"))
-                })?;
+                let (op, rest) = CompareOp::split_prefix(&text[at..])
+                    .ok_or_else(|| syntax(text, at, format!("unexpected character {c:?}")))?;
                 let end = text.len() - rest.len();
                 while chars.peek().is_some_and(|(i, _)| *i < end) {
                     chars.next();
@@ -822,8 +819,8 @@ fn quoted(
 ) -> Result<String, MarkerError> {
     chars.next();
     let start = at + 1;
-    let end = scan_while(chars, |c| c != quote)
-        .ok_or_else(|| syntax(text, at, "unterminated string"))?;
+    let end =
+        scan_while(chars, |c| c != quote).ok_or_else(|| syntax(text, at, "unterminated string"))?;
     chars.next();
     Ok(text[start..end].to_string())
 }
@@ -955,13 +952,14 @@ impl EvalContext<'_> {
         match expr {
             Expr::Or(terms) => self.all_terms(terms).map(|v| v.contains(&true)),
             Expr::And(terms) => self.all_terms(terms).map(|v| !v.contains(&false)),
-            Expr::Compare { lhs, op, rhs, at } => self
-                .compare(lhs, *op, rhs)
-                .map_err(|message| MarkerError::Eval {
-                    marker: self.text.to_string(),
-                    column: column(self.text, *at),
-                    message,
-                }),
+            Expr::Compare { lhs, op, rhs, at } => {
+                self.compare(lhs, *op, rhs)
+                    .map_err(|message| MarkerError::Eval {
+                        marker: self.text.to_string(),
+                        column: column(self.text, *at),
+                        message,
+                    })
+            }
         }
     }
 
@@ -1029,11 +1027,11 @@ impl EvalContext<'_> {
     fn resolve<'v>(&'v self, value: &'v Value) -> Result<&'v str, String> {
         match value {
             Value::Literal(s) => Ok(s),
-            Value::Variable(name) => self
-                .env
-                .get(*name)
-                .map(String::as_str)
-                .ok_or_else(|| format!("marker variable `{name}` is not set in the environment")),
+            Value::Variable(name) => {
+                self.env.get(*name).map(String::as_str).ok_or_else(|| {
+                    format!("marker variable `{name}` is not set in the environment")
+                })
+            }
         }
     }
 }
@@ -1048,7 +1046,11 @@ fn is_set_variable(name: &str) -> bool {
 
 /// Compare two resolved values: PEP 440 when `versions` allows it and both
 /// sides are versions (the right side may be a `.*` prefix), otherwise
-/// Python's string operators.
+/// Python's string operators. Like `packaging`, pre-releases match (a
+/// 3.13 release candidate satisfies `python_full_version >= "3.13.0rc1"`).
+/// Unlike it, a version variable whose value is not a version (a Debian
+/// `platform_release` such as `6.1.0-13-amd64`) falls back to string
+/// comparison, as PEP 508 prescribes, instead of comparing false.
 fn compare_strings(left: &str, op: CompareOp, right: &str, versions: bool) -> Result<bool, String> {
     match op {
         CompareOp::In => return Ok(right.contains(left)),
@@ -1121,9 +1123,25 @@ mod tests {
         assert_eq!(v("1.0-1").to_string(), "1.0.post1");
         assert_eq!(v("1.0.rev2").to_string(), "1.0.post2");
         assert_eq!(v("1.0-dev").to_string(), "1.0.dev0");
-        assert_eq!(v("2!1.0.post1.dev3+Ubuntu-1.2").to_string(), "2!1.0.post1.dev3+ubuntu.1.2");
+        assert_eq!(
+            v("2!1.0.post1.dev3+Ubuntu-1.2").to_string(),
+            "2!1.0.post1.dev3+ubuntu.1.2"
+        );
         assert_eq!(v(" 3.11.0rc1 ").to_string(), "3.11.0rc1");
-        for bad in ["", "1.", "a1", "1.0+", "1.0 beta", "1..0", "3.*", "1.0+a..b", "99999999999999999999"] {
+        // The PEP 440 regex lets a separator dangle after a keyword.
+        assert_eq!(v("1.0a.").to_string(), "1.0a0");
+        assert_eq!(v("1.0a.post1").to_string(), "1.0a0.post1");
+        for bad in [
+            "",
+            "1.",
+            "a1",
+            "1.0+",
+            "1.0 beta",
+            "1..0",
+            "3.*",
+            "1.0+a..b",
+            "99999999999999999999",
+        ] {
             assert!(Version::parse(bad).is_err(), "{bad:?} parsed");
         }
     }
@@ -1131,8 +1149,20 @@ mod tests {
     #[test]
     fn version_ordering_follows_pep440() {
         let ordered = [
-            "1.0.dev0", "1.0a1.dev1", "1.0a1", "1.0a2", "1.0b1", "1.0rc1", "1.0",
-            "1.0+abc", "1.0+abc.5", "1.0+5", "1.0.post1.dev0", "1.0.post1", "1.1", "1!0.1",
+            "1.0.dev0",
+            "1.0a1.dev1",
+            "1.0a1",
+            "1.0a2",
+            "1.0b1",
+            "1.0rc1",
+            "1.0",
+            "1.0+abc",
+            "1.0+abc.5",
+            "1.0+5",
+            "1.0.post1.dev0",
+            "1.0.post1",
+            "1.1",
+            "1!0.1",
         ];
         for pair in ordered.windows(2) {
             assert!(v(pair[0]) < v(pair[1]), "{} < {}", pair[0], pair[1]);
@@ -1188,9 +1218,21 @@ mod tests {
     #[test]
     fn release_candidates() {
         assert!(eval(r#"python_full_version >= "3.11.0rc1""#));
-        assert!(!eval_with(r#"python_full_version >= "3.11.0""#, "python_full_version", "3.11.0rc1"));
-        assert!(eval_with(r#"python_full_version >= "3.11.0rc1""#, "python_full_version", "3.11.0rc1"));
-        assert!(eval_with(r#"python_full_version >= "3.11.0b1""#, "python_full_version", "3.11.0rc1"));
+        assert!(!eval_with(
+            r#"python_full_version >= "3.11.0""#,
+            "python_full_version",
+            "3.11.0rc1"
+        ));
+        assert!(eval_with(
+            r#"python_full_version >= "3.11.0rc1""#,
+            "python_full_version",
+            "3.11.0rc1"
+        ));
+        assert!(eval_with(
+            r#"python_full_version >= "3.11.0b1""#,
+            "python_full_version",
+            "3.11.0rc1"
+        ));
     }
 
     #[test]
@@ -1200,9 +1242,13 @@ mod tests {
         assert!(!eval_with(m, "platform_machine", "aarch64"));
         assert!(eval_with(m, "sys_platform", "win32"));
         // `and` binds tighter than `or`: true or (false and false).
-        assert!(eval(r#"os_name == "posix" or os_name == "nt" and sys_platform == "win32""#));
+        assert!(eval(
+            r#"os_name == "posix" or os_name == "nt" and sys_platform == "win32""#
+        ));
         // Without the implicit grouping this would be (true or false) and false.
-        assert!(!eval(r#"(os_name == "posix" or os_name == "nt") and sys_platform == "win32""#));
+        assert!(!eval(
+            r#"(os_name == "posix" or os_name == "nt") and sys_platform == "win32""#
+        ));
         assert!(eval(r#"((python_version>"3"))and(os_name=='posix')"#));
     }
 
@@ -1217,10 +1263,16 @@ mod tests {
         // platform_release falls back to strings when not a version...
         assert!(eval(r#"platform_release >= "6.1""#));
         // ...and uses versions when it is one.
-        assert!(eval_with(r#"platform_release >= "5.9""#, "platform_release", "5.15.0"));
+        assert!(eval_with(
+            r#"platform_release >= "5.9""#,
+            "platform_release",
+            "5.15.0"
+        ));
         assert!(eval(r#"platform_machine === "X86_64""#));
         // Legacy alias.
-        assert!(eval(r#"python_implementation == "CPython" and os.name == "posix""#));
+        assert!(eval(
+            r#"python_implementation == "CPython" and os.name == "posix""#
+        ));
         let err = evaluate(r#"platform_machine ~= "x86""#, &env_311(), &[]).unwrap_err();
         assert!(matches!(err, MarkerError::Eval { .. }), "{err}");
     }
@@ -1268,15 +1320,22 @@ mod tests {
         ];
         for (marker, col) in cases {
             match Marker::parse(marker) {
-                Err(MarkerError::Syntax { column, marker: m, .. }) => {
+                Err(MarkerError::Syntax {
+                    column, marker: m, ..
+                }) => {
                     assert_eq!(m, marker);
                     assert_eq!(column, col, "{marker}");
                 }
                 other => panic!("{marker}: {other:?}"),
             }
         }
-        let err = Marker::parse(r#"os_name == "nt" or"#).unwrap_err().to_string();
-        assert!(err.contains(r#""os_name == \"nt\" or""#) && err.contains("column 19"), "{err}");
+        let err = Marker::parse(r#"os_name == "nt" or"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(r#""os_name == \"nt\" or""#) && err.contains("column 19"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -21,7 +21,12 @@ pub struct InstalledExtras<'a> {
 }
 
 /// Render RECORD for `dist` with the pycs of `pycs` and the extras.
-pub fn installed_record(dist: &DistIndex, cache_tag: &str, pycs: &HashMap<Digest, u64>, extras: &InstalledExtras) -> String {
+pub fn installed_record(
+    dist: &DistIndex,
+    cache_tag: &str,
+    pycs: &HashMap<Digest, u64>,
+    extras: &InstalledExtras,
+) -> String {
     let info = &dist.meta.dist_info;
     let own = format!("{info}/RECORD");
     let mut rows: Vec<(String, String)> = Vec::new();
@@ -32,7 +37,11 @@ pub fn installed_record(dist: &DistIndex, cache_tag: &str, pycs: &HashMap<Digest
         };
         rows.push((path, fields));
     };
-    for f in dist.files.iter().filter(|f| f.scheme.in_site_packages() && f.path != own) {
+    for f in dist
+        .files
+        .iter()
+        .filter(|f| f.scheme.in_site_packages() && f.path != own)
+    {
         if f.path == format!("{info}/INSTALLER") || f.path == format!("{info}/REQUESTED") {
             continue;
         }
@@ -43,15 +52,25 @@ pub fn installed_record(dist: &DistIndex, cache_tag: &str, pycs: &HashMap<Digest
             }
         }
     }
-    add(format!("{info}/INSTALLER"), Some(&Digest::of(extras.installer)), Some(extras.installer.len() as u64));
+    add(
+        format!("{info}/INSTALLER"),
+        Some(&Digest::of(extras.installer)),
+        Some(extras.installer.len() as u64),
+    );
     if extras.requested {
         add(format!("{info}/REQUESTED"), Some(&Digest::of(b"")), Some(0));
     }
     for e in extras.env_files {
-        add(format!("{}{}", extras.up_to_prefix, e.path), Some(&e.sha256), Some(e.size));
+        add(
+            format!("{}{}", extras.up_to_prefix, e.path),
+            Some(&e.sha256),
+            Some(e.size),
+        );
     }
     add(own, None, None);
     rows.sort();
     rows.dedup();
-    rows.into_iter().map(|(p, f)| format!("{},{f}\n", csv_field(&p))).collect()
+    rows.into_iter()
+        .map(|(p, f)| format!("{},{f}\n", csv_field(&p)))
+        .collect()
 }

@@ -332,7 +332,10 @@ impl FileParser {
         while let Some(word) = iter.next() {
             let (spelling, inline) = split_option(word);
             let Some((opt, takes_value)) = lookup_option(spelling) else {
-                self.error(at, RequirementErrorKind::UnknownOption(spelling.to_string()));
+                self.error(
+                    at,
+                    RequirementErrorKind::UnknownOption(spelling.to_string()),
+                );
                 return None;
             };
             let value = match (takes_value, inline) {
@@ -372,9 +375,10 @@ impl FileParser {
                 at,
                 RequirementErrorKind::NotPinnedForm(format!("{} {value}", option.spelling)),
             ),
-            Opt::Hash => {
-                self.error(at, RequirementErrorKind::OrphanHash(option.spelling.to_string()))
-            }
+            Opt::Hash => self.error(
+                at,
+                RequirementErrorKind::OrphanHash(option.spelling.to_string()),
+            ),
             Opt::RequireHashes => self.require_hashes = true,
             Opt::Ignored => log::debug!(
                 "{}:{}: ignoring `{} {value}`: sitefs installs from its local wheel store",
@@ -517,7 +521,8 @@ fn parse_requirement(text: &str) -> Result<Parsed, RequirementErrorKind> {
             "`{name}` is not a valid package name (letters, digits, `.`, `_`, `-`; starting and ending with a letter or digit)"
         )));
     }
-    let (extras, spec) = parse_extras(head[name_len..].trim_start()).map_err(|why| invalid(&why))?;
+    let (extras, spec) =
+        parse_extras(head[name_len..].trim_start()).map_err(|why| invalid(&why))?;
     let version = parse_pin(spec).map_err(|why| match why {
         None => RequirementErrorKind::NotPinned {
             text: text.to_string(),
@@ -679,9 +684,15 @@ mod tests {
             "a==1 --hash=md5:abcd\nb==1 --hash=sha256:xyz\n--hash=sha256:{HASH_A}\n"
         ));
         assert_eq!(errs.len(), 3, "{errs:?}");
-        assert!(errs[0].starts_with("req.txt:1: hash algorithm `md5`"), "{errs:?}");
+        assert!(
+            errs[0].starts_with("req.txt:1: hash algorithm `md5`"),
+            "{errs:?}"
+        );
         assert!(errs[1].starts_with("req.txt:2: invalid hash"), "{errs:?}");
-        assert!(errs[2].starts_with("req.txt:3: `--hash` must follow"), "{errs:?}");
+        assert!(
+            errs[2].starts_with("req.txt:3: `--hash` must follow"),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -689,7 +700,10 @@ mod tests {
         let errs = errors(&format!(
             "--require-hashes\na==1 --hash=sha256:{HASH_A}\nb==2\n"
         ));
-        assert_eq!(errs, ["req.txt:3: --require-hashes is set but b==2 has no --hash"]);
+        assert_eq!(
+            errs,
+            ["req.txt:3: --require-hashes is set but b==2 has no --hash"]
+        );
     }
 
     #[test]
@@ -717,7 +731,8 @@ mod tests {
             "req.txt:8: only pinned `name==version` requirements are supported (got `https://example.com/x.tar.gz`)",
         ];
         assert_eq!(errs[..8], expected);
-        assert!(errs[8].starts_with("req.txt:9: constraints files (`constraints.txt`) are not supported"));
+        assert!(errs[8]
+            .starts_with("req.txt:9: constraints files (`constraints.txt`) are not supported"));
         assert_eq!(errs[9], "req.txt:10: unsupported option `--no-binary`");
         assert_eq!(errs.len(), 10);
     }
@@ -727,7 +742,10 @@ mod tests {
         let errs = errors("-bad==1\nfoo_==1\nfoo[b@d]==1\nfoo==1.0.x\nfoo=1\nfoo[x==1\n");
         assert_eq!(errs.len(), 6, "{errs:?}");
         assert!(errs[0].contains("unsupported option `-b`"), "{errs:?}");
-        assert!(errs[1].contains("`foo_` is not a valid package name"), "{errs:?}");
+        assert!(
+            errs[1].contains("`foo_` is not a valid package name"),
+            "{errs:?}"
+        );
         assert!(errs[2].contains("only pinned"), "{errs:?}");
         assert!(errs[3].contains("not a valid PEP 440 version"), "{errs:?}");
         assert!(errs[4].contains("expected `==VERSION`"), "{errs:?}");
@@ -786,7 +804,10 @@ mod tests {
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].line, 2);
         assert!(errs[0].file.ends_with("more.txt"), "{errs:?}");
-        assert!(matches!(errs[0].kind, RequirementErrorKind::Cycle(_)), "{errs:?}");
+        assert!(
+            matches!(errs[0].kind, RequirementErrorKind::Cycle(_)),
+            "{errs:?}"
+        );
 
         std::fs::write(sub.join("more.txt"), "b==2\n-f wheels\n").unwrap();
         let file = parse_file(&dir.path().join("main.txt")).unwrap();
@@ -801,11 +822,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let errs = parse_file(&dir.path().join("nope.txt")).unwrap_err();
         assert_eq!(errs[0].line, 0);
-        assert!(errs[0].to_string().contains("nope.txt: cannot read:"), "{errs:?}");
+        assert!(
+            errs[0].to_string().contains("nope.txt: cannot read:"),
+            "{errs:?}"
+        );
         let errs = parse_str("-r missing.txt\nok==1\nbad\n", "req.txt", dir.path()).unwrap_err();
         assert_eq!(errs.len(), 2, "{errs:?}");
-        assert!(errs[0].to_string().starts_with("req.txt:1: cannot read included file"));
-        assert!(errs[1].to_string().starts_with("req.txt:3: `bad` is not pinned"));
+        assert!(errs[0]
+            .to_string()
+            .starts_with("req.txt:1: cannot read included file"));
+        assert!(errs[1]
+            .to_string()
+            .starts_with("req.txt:3: `bad` is not pinned"));
     }
 
     #[test]

@@ -39,7 +39,12 @@ pub type Ingest<'a> = dyn FnMut(&[PathBuf]) -> Vec<Result<DistMeta, String>> + '
 
 /// Resolve sources to `(dist, requested)` pairs, ingesting wheels the
 /// store lacks through `ingest`.
-pub fn resolve(store: &Store, interp: &Interpreter, sources: &Sources, ingest: &mut Ingest) -> Result<Vec<(DistMeta, bool)>, ResolveError> {
+pub fn resolve(
+    store: &Store,
+    interp: &Interpreter,
+    sources: &Sources,
+    ingest: &mut Ingest,
+) -> Result<Vec<(DistMeta, bool)>, ResolveError> {
     let mut r = Resolver {
         store,
         interp,
@@ -73,7 +78,9 @@ impl Resolver<'_> {
     /// The best (lowest) priority index of a wheel's tags for this
     /// interpreter, or None when it does not fit.
     fn fit(&self, tags: &[String]) -> Option<usize> {
-        tags.iter().filter_map(|t| self.interp.tags.iter().position(|x| x == t)).min()
+        tags.iter()
+            .filter_map(|t| self.interp.tags.iter().position(|x| x == t))
+            .min()
     }
 
     fn choose(&mut self, meta: DistMeta) {
@@ -104,19 +111,32 @@ impl Resolver<'_> {
             let in_dir = p.is_dir();
             let mut best: HashMap<String, (usize, PathBuf)> = HashMap::new();
             for f in files {
-                let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+                let name = f
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_string();
                 let parsed = WheelName::parse(&name);
-                match parsed.as_ref().ok().and_then(|w| self.fit(&w.tags()).map(|s| (w, s))) {
+                match parsed
+                    .as_ref()
+                    .ok()
+                    .and_then(|w| self.fit(&w.tags()).map(|s| (w, s)))
+                {
                     Some((w, score)) => {
                         let key = normalize_name(&w.distribution);
                         if best.get(&key).is_none_or(|(s, _)| score < *s) {
                             best.insert(key, (score, f));
                         }
                     }
-                    None if in_dir => log::debug!("skipping {name}: does not fit {}", self.interp.cache_tag),
+                    None if in_dir => {
+                        log::debug!("skipping {name}: does not fit {}", self.interp.cache_tag)
+                    }
                     None => self.problems.push(match parsed {
                         Err(e) => format!("{name}: {e}"),
-                        Ok(_) => format!("{name} does not fit this interpreter ({})", self.interp.tags.first().map_or("", |t| t)),
+                        Ok(_) => format!(
+                            "{name} does not fit this interpreter ({})",
+                            self.interp.tags.first().map_or("", |t| t)
+                        ),
                     }),
                 }
             }
@@ -153,20 +173,24 @@ impl Resolver<'_> {
                 return;
             }
         };
-        let links: Vec<PathBuf> = find_links.iter().chain(&parsed.find_links).cloned().collect();
+        let links: Vec<PathBuf> = find_links
+            .iter()
+            .chain(&parsed.find_links)
+            .cloned()
+            .collect();
         let env = self.interp.marker_env();
         let mut to_ingest = Vec::new();
         for req in &parsed.requirements {
-            match &req.marker {
-                Some(m) => match markers::evaluate(m, &env, &[]) {
+            if let Some(m) = &req.marker {
+                match markers::evaluate(m, &env, &[]) {
                     Ok(false) => continue,
                     Ok(true) => {}
                     Err(e) => {
-                        self.problems.push(format!("{}:{}: {e}", req.source, req.line));
+                        self.problems
+                            .push(format!("{}:{}: {e}", req.source, req.line));
                         continue;
                     }
-                },
-                None => {}
+                }
             }
             if let Some(meta) = self.in_store(req) {
                 self.choose(meta);
@@ -179,7 +203,11 @@ impl Resolver<'_> {
                     req.line,
                     req.name,
                     req.version,
-                    if req.hashes.is_empty() { "" } else { " with a matching --hash" },
+                    if req.hashes.is_empty() {
+                        ""
+                    } else {
+                        " with a matching --hash"
+                    },
                     show_dirs(&links)
                 ));
             }
@@ -194,7 +222,10 @@ impl Resolver<'_> {
         let candidates: Vec<DistMeta> = self
             .store_dists()
             .iter()
-            .filter(|m| normalize_name(&m.name) == want && same_version(&m.version, &req.version, version.as_ref()))
+            .filter(|m| {
+                normalize_name(&m.name) == want
+                    && same_version(&m.version, &req.version, version.as_ref())
+            })
             .filter(|m| hashes.is_empty() || hashes.contains(&m.wheel_sha256))
             .cloned()
             .collect();
@@ -211,14 +242,24 @@ impl Resolver<'_> {
         let mut best: Option<(usize, PathBuf)> = None;
         for dir in dirs {
             for f in expand_sources(std::slice::from_ref(dir)).unwrap_or_default() {
-                let Some(w) = f.file_name().and_then(|n| n.to_str()).and_then(|n| WheelName::parse(n).ok()) else {
+                let Some(w) = f
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| WheelName::parse(n).ok())
+                else {
                     continue;
                 };
-                if normalize_name(&w.distribution) != want || !same_version(&w.version, &req.version, version.as_ref()) {
+                if normalize_name(&w.distribution) != want
+                    || !same_version(&w.version, &req.version, version.as_ref())
+                {
                     continue;
                 }
-                let Some(score) = self.fit(&w.tags()) else { continue };
-                if !req.hashes.is_empty() && !file_sha256(&f).is_some_and(|h| req.hashes.contains(&h)) {
+                let Some(score) = self.fit(&w.tags()) else {
+                    continue;
+                };
+                if !req.hashes.is_empty()
+                    && !file_sha256(&f).is_some_and(|h| req.hashes.contains(&h))
+                {
                     continue;
                 }
                 if best.as_ref().is_none_or(|(s, _)| score < *s) {
@@ -245,8 +286,13 @@ impl Resolver<'_> {
             }
         };
         let mut to_ingest = Vec::new();
-        for (package, wheel) in selected {
-            let label = format!("{}: {} {}", path.display(), package.name, package.version.as_deref().unwrap_or(""));
+        for crate::pylock::Selected { package, wheel } in selected {
+            let label = format!(
+                "{}: {} {}",
+                path.display(),
+                package.name,
+                package.version.as_deref().unwrap_or("")
+            );
             let by_hash = wheel.sha256.as_deref().map(str::to_ascii_lowercase);
             let in_store = self
                 .store_dists()
@@ -260,14 +306,24 @@ impl Resolver<'_> {
                 self.choose(m);
                 continue;
             }
-            let candidates = wheel.path.iter().cloned().chain(find_links.iter().map(|d| d.join(&wheel.file_name)));
+            let candidates = wheel
+                .path
+                .iter()
+                .cloned()
+                .chain(find_links.iter().map(|d| d.join(&wheel.file_name)));
             let Some(file) = candidates.into_iter().find(|p| p.is_file()) else {
-                self.problems.push(format!("{label}: {} is neither in the store nor at its path or in --find-links {}", wheel.file_name, show_dirs(find_links)));
+                self.problems.push(format!(
+                    "{label}: {} is neither in the store nor at its path or in --find-links {}",
+                    wheel.file_name,
+                    show_dirs(find_links)
+                ));
                 continue;
             };
             match check_locked_file(&file, wheel.size, by_hash.as_deref()) {
                 Ok(()) => to_ingest.push(file),
-                Err(why) => self.problems.push(format!("{label}: {}: {why}", file.display())),
+                Err(why) => self
+                    .problems
+                    .push(format!("{label}: {}: {why}", file.display())),
             }
         }
         self.ingest_all(&to_ingest, ingest);
@@ -297,12 +353,17 @@ fn check_locked_file(file: &Path, size: Option<u64>, sha256: Option<&str>) -> Re
 }
 
 fn file_sha256(file: &Path) -> Option<String> {
-    crate::hashing::hash_file(file).ok().map(|(d, _): (Digest, u64)| d.to_hex())
+    crate::hashing::hash_file(file)
+        .ok()
+        .map(|(d, _): (Digest, u64)| d.to_hex())
 }
 
 fn show_dirs(dirs: &[PathBuf]) -> String {
     if dirs.is_empty() {
         return "(none given)".to_string();
     }
-    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -34,7 +34,8 @@ impl EnvLayout {
     }
 
     pub fn site_packages(&self) -> PathBuf {
-        self.prefix.join(format!("lib/python{}/site-packages", self.python_version))
+        self.prefix
+            .join(format!("lib/python{}/site-packages", self.python_version))
     }
 
     /// The venv-relative directory of a non-site-packages scheme.
@@ -43,7 +44,9 @@ impl EnvLayout {
             Scheme::Scripts => "bin".to_string(),
             Scheme::Headers => format!("include/site/python{}/{dist_name}", self.python_version),
             Scheme::Data => String::new(),
-            Scheme::Purelib | Scheme::Platlib => format!("lib/python{}/site-packages", self.python_version),
+            Scheme::Purelib | Scheme::Platlib => {
+                format!("lib/python{}/site-packages", self.python_version)
+            }
         }
     }
 }
@@ -70,7 +73,11 @@ pub struct EnvFile {
 /// else the `/bin/sh` exec trick that works for any path.
 pub fn shebang(python: &Path) -> String {
     let exe = python.display().to_string();
-    let quoted = if exe.contains(' ') { format!("\"{exe}\"") } else { exe };
+    let quoted = if exe.contains(' ') {
+        format!("\"{exe}\"")
+    } else {
+        exe
+    };
     if !quoted.contains(' ') && quoted.len() + 3 <= MAX_SHEBANG {
         format!("#!{quoted}\n")
     } else {
@@ -101,7 +108,10 @@ pub fn fix_script(content: &[u8], python: &Path) -> Option<Vec<u8>> {
     if !content.starts_with(b"#!python") {
         return None;
     }
-    let rest = content.iter().position(|&b| b == b'\n').map_or(&[][..], |i| &content[i + 1..]);
+    let rest = content
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(&[][..], |i| &content[i + 1..]);
     let mut out = format!("#!{}\n", python.display()).into_bytes();
     out.extend_from_slice(rest);
     Some(out)
@@ -119,8 +129,16 @@ pub fn env_files(
     let python = layout.python();
     for f in dist.files.iter().filter(|f| !f.scheme.in_site_packages()) {
         let dir = layout.scheme_dir(f.scheme, &dist.meta.name);
-        let path = if dir.is_empty() { f.path.clone() } else { format!("{dir}/{}", f.path) };
-        let fixed = if f.scheme == Scheme::Scripts { fix_script(&read_object(&f.object)?, &python) } else { None };
+        let path = if dir.is_empty() {
+            f.path.clone()
+        } else {
+            format!("{dir}/{}", f.path)
+        };
+        let fixed = if f.scheme == Scheme::Scripts {
+            fix_script(&read_object(&f.object)?, &python)
+        } else {
+            None
+        };
         let executable = f.executable || f.scheme == Scheme::Scripts;
         out.push(match fixed {
             Some(bytes) => generated(path, bytes, executable),
@@ -162,14 +180,20 @@ mod tests {
     fn shebangs_follow_distlib() {
         assert_eq!(shebang(Path::new("/v/bin/python")), "#!/v/bin/python\n");
         let spaced = shebang(Path::new("/my env/bin/python"));
-        assert_eq!(spaced, "#!/bin/sh\n'''exec' \"/my env/bin/python\" \"$0\" \"$@\"\n' '''\n");
+        assert_eq!(
+            spaced,
+            "#!/bin/sh\n'''exec' \"/my env/bin/python\" \"$0\" \"$@\"\n' '''\n"
+        );
         let long = format!("/{}/bin/python", "x".repeat(130));
         assert!(shebang(Path::new(&long)).starts_with("#!/bin/sh\n'''exec' /x"));
     }
 
     #[test]
     fn entry_point_wrapper_matches_pip() {
-        let s = String::from_utf8(entry_point_script(Path::new("/v/bin/python"), "pkg.cli:main.run [extra]").unwrap()).unwrap();
+        let s = String::from_utf8(
+            entry_point_script(Path::new("/v/bin/python"), "pkg.cli:main.run [extra]").unwrap(),
+        )
+        .unwrap();
         assert!(s.starts_with("#!/v/bin/python\n# -*- coding: utf-8 -*-\n"));
         assert!(s.contains("from pkg.cli import main\n"));
         assert!(s.ends_with("    sys.exit(main.run())\n"));

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::dist_index::{DistIndex, DistMeta, IndexError};
 use crate::hashing::Digest;
@@ -52,15 +53,25 @@ pub fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
-/// A store on disk. Cheap to clone; holds only its root.
+/// A store on disk. Cheap to clone; clones share a cache of loaded dist
+/// indexes (a published dist never changes, so the cache never goes
+/// stale, and a command that looks at a dist several times parses it once).
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    indexes: Arc<Mutex<HashMap<String, Arc<DistIndex>>>>,
 }
 
 const SUBDIRS: [&str; 4] = ["objects", "dists", "bytecode", "tmp"];
 
 impl Store {
+    fn at(root: PathBuf) -> Store {
+        Store {
+            root,
+            indexes: Arc::default(),
+        }
+    }
+
     /// The store location: `--store`, else `$SITEFS_STORE`, else
     /// `$XDG_DATA_HOME/sitefs`, else `~/.local/share/sitefs`.
     pub fn locate(flag: Option<&Path>) -> Result<PathBuf, StoreError> {
@@ -87,9 +98,7 @@ impl Store {
         if !root.join("objects").is_dir() || !root.join("dists").is_dir() {
             return Err(StoreError::NotAStore(root.display().to_string()));
         }
-        Ok(Store {
-            root: absolute(root),
-        })
+        Ok(Store::at(absolute(root)))
     }
 
     /// Open a store, creating its directories first if needed (ingest).
@@ -107,9 +116,7 @@ impl Store {
             let p = root.join(sub);
             std::fs::create_dir_all(&p).map_err(io_at(&p))?;
         }
-        Ok(Store {
-            root: absolute(root),
-        })
+        Ok(Store::at(absolute(root)))
     }
 
     pub fn root(&self) -> &Path {
@@ -210,10 +217,19 @@ impl Store {
         Ok(dir)
     }
 
-    /// Load a dist's full index.
-    pub fn load(&self, id: &str) -> Result<DistIndex, StoreError> {
+    /// Load a dist's full index (cached for the life of this `Store`).
+    pub fn load(&self, id: &str) -> Result<Arc<DistIndex>, StoreError> {
+        let cache = |c: &Mutex<HashMap<String, Arc<DistIndex>>>| {
+            c.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        };
+        if let Some(idx) = cache(&self.indexes) {
+            return Ok(idx);
+        }
         let dir = self.check_id(id)?;
-        Ok(DistIndex::load(&dir)?)
+        let idx = Arc::new(DistIndex::load(&dir)?);
+        let mut map = self.indexes.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(id.to_string(), idx.clone());
+        Ok(idx)
     }
 
     /// Every published distribution, sorted by name then version.
@@ -270,8 +286,13 @@ impl Store {
         let (Some(key), Some(path)) = (wheel_key(wheel), self.seen_path(wheel)) else {
             return;
         };
+        if std::fs::read_to_string(&path).is_ok_and(|t| t.trim_end() == format!("{key} {id}")) {
+            return;
+        }
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-        let ok = path.parent().is_some_and(|d| std::fs::create_dir_all(d).is_ok())
+        let ok = path
+            .parent()
+            .is_some_and(|d| std::fs::create_dir_all(d).is_ok())
             && std::fs::write(&tmp, format!("{key} {id}\n")).is_ok()
             && std::fs::rename(&tmp, &path).is_ok();
         if !ok {
@@ -289,7 +310,14 @@ impl Store {
 fn wheel_key(wheel: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(wheel).ok()?;
-    Some(format!("{}:{}:{}:{}.{}", m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+    Some(format!(
+        "{}:{}:{}:{}.{}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec()
+    ))
 }
 
 /// Store ids are single path components of safe characters.

@@ -65,8 +65,15 @@ fn link_pythons(bin: &Path, interp: &Interpreter) -> io::Result<()> {
 /// substitutions, so each Python version gets the scripts it ships.
 fn write_activate_scripts(dir: &Path, final_dir: &Path, interp: &Interpreter) -> io::Result<()> {
     let templates = Path::new(&interp.stdlib).join("venv/scripts");
-    let name = final_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let exe_name = interp.base_executable.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = final_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let exe_name = interp
+        .base_executable
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     for (sub, file) in ACTIVATE_SCRIPTS {
         let Ok(text) = fs::read_to_string(templates.join(sub).join(file)) else {
             continue;
@@ -76,7 +83,10 @@ fn write_activate_scripts(dir: &Path, final_dir: &Path, interp: &Interpreter) ->
             .replace("__VENV_NAME__", &name)
             .replace("__VENV_PROMPT__", &format!("({name}) "))
             .replace("__VENV_BIN_NAME__", "bin")
-            .replace("__VENV_PYTHON__", &final_dir.join("bin").join(&exe_name).display().to_string());
+            .replace(
+                "__VENV_PYTHON__",
+                &final_dir.join("bin").join(&exe_name).display().to_string(),
+            );
         fs::write(dir.join("bin").join(file), text)?;
     }
     Ok(())

@@ -81,7 +81,7 @@ pub fn verify(store: &Store, quiet: bool) -> Result<VerifyReport, StoreError> {
         report.dists_checked += 1;
         match store.load(&meta.id) {
             Ok(idx) => {
-                for f in idx.files {
+                for f in &idx.files {
                     users
                         .entry(f.object)
                         .or_default()

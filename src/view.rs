@@ -9,6 +9,8 @@
 //! a directory at one path always conflict.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,14 +31,60 @@ pub enum Source {
     Pyc(Digest),
     /// Bytes generated for this environment (INSTALLER, REQUESTED, ...).
     Inline(Arc<[u8]>),
+    /// Bytes generated on first use (a venv's RECORD).
+    Lazy(Arc<Lazy>),
 }
+
+/// Content computed the first time anyone looks at it. A venv's RECORD
+/// files together cost more to render than the rest of the view, and
+/// most are never read, so the mount renders each on demand, once.
+pub struct Lazy {
+    bytes: std::sync::OnceLock<Arc<[u8]>>,
+    make: Box<dyn Fn() -> Vec<u8> + Send + Sync>,
+}
+
+impl Lazy {
+    pub fn new(make: impl Fn() -> Vec<u8> + Send + Sync + 'static) -> Arc<Lazy> {
+        Arc::new(Lazy {
+            bytes: std::sync::OnceLock::new(),
+            make: Box::new(make),
+        })
+    }
+
+    pub fn get(&self) -> &Arc<[u8]> {
+        self.bytes.get_or_init(|| Arc::from((self.make)()))
+    }
+}
+
+impl std::fmt::Debug for Lazy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Lazy({})",
+            if self.bytes.get().is_some() {
+                "rendered"
+            } else {
+                "pending"
+            }
+        )
+    }
+}
+
+/// Lazy contents are equal only to themselves.
+impl PartialEq for Lazy {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for Lazy {}
 
 #[derive(Debug, Clone)]
 pub enum Kind {
     Dir {
         /// Children in readdir order (insertion order, stable per mount).
         children: Vec<Ino>,
-        by_name: HashMap<Box<str>, Ino>,
+        by_name: FxHashMap<Arc<str>, Ino>,
     },
     File {
         source: Source,
@@ -49,7 +97,7 @@ pub enum Kind {
 #[derive(Debug, Clone)]
 pub struct Node {
     pub parent: Ino,
-    pub name: Box<str>,
+    pub name: Arc<str>,
     pub mtime: SystemTime,
     /// Index into [`View::owners`] of the dist that provided this node
     /// (the first one, for merged directories).
@@ -76,6 +124,10 @@ impl Node {
     pub fn size(&self) -> u64 {
         match &self.kind {
             Kind::Dir { children, .. } => children.len() as u64,
+            Kind::File {
+                source: Source::Lazy(l),
+                ..
+            } => l.get().len() as u64,
             Kind::File { size, .. } => *size,
         }
     }
@@ -85,15 +137,24 @@ impl Node {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub dir: Ino,
-    pub names: Vec<Box<str>>,
+    pub names: Vec<Arc<str>>,
 }
 
 fn same_content(a: &Node, b: &Node) -> bool {
     match (&a.kind, &b.kind) {
         (Kind::Dir { .. }, Kind::Dir { .. }) => true,
-        (Kind::File { source: s1, size: z1, executable: e1 }, Kind::File { source: s2, size: z2, executable: e2 }) => {
-            s1 == s2 && z1 == z2 && e1 == e2 && a.mtime == b.mtime
-        }
+        (
+            Kind::File {
+                source: s1,
+                size: z1,
+                executable: e1,
+            },
+            Kind::File {
+                source: s2,
+                size: z2,
+                executable: e2,
+            },
+        ) => s1 == s2 && z1 == z2 && e1 == e2 && a.mtime == b.mtime,
         _ => false,
     }
 }
@@ -122,7 +183,7 @@ pub struct View {
     /// Inode -> index into `nodes`, set once [`View::renumber_like`] has
     /// given nodes the inode numbers of an earlier view; empty means
     /// inode `i` is `nodes[i - 1]`.
-    slots: HashMap<Ino, u32>,
+    slots: FxHashMap<Ino, u32>,
     /// The highest inode number in use; fresh inodes start above it.
     pub max_ino: Ino,
     /// The interpreter whose pycs [`Source::Pyc`] names.
@@ -152,7 +213,9 @@ impl View {
         map[0] = ROOT;
         let mut stack = vec![(ROOT, Some(ROOT))];
         while let Some((new_dir, old_dir)) = stack.pop() {
-            let Some(Kind::Dir { children, .. }) = self.nodes.get(new_dir as usize - 1).map(|n| &n.kind) else {
+            let Some(Kind::Dir { children, .. }) =
+                self.nodes.get(new_dir as usize - 1).map(|n| &n.kind)
+            else {
                 continue;
             };
             for &child in children {
@@ -181,7 +244,11 @@ impl View {
                 by_name.values_mut().for_each(|c| *c = remap(*c));
             }
         }
-        self.slots = map.iter().enumerate().map(|(i, &ino)| (ino, i as u32)).collect();
+        self.slots = map
+            .iter()
+            .enumerate()
+            .map(|(i, &ino)| (ino, i as u32))
+            .collect();
         self.max_ino = map.iter().copied().max().unwrap_or(ROOT);
     }
 
@@ -191,19 +258,26 @@ impl View {
     pub fn changes_since(&self, old: &View) -> Vec<Change> {
         let mut out = Vec::new();
         for node in &self.nodes {
-            let Kind::Dir { by_name, .. } = &node.kind else { continue };
+            let Kind::Dir { by_name, .. } = &node.kind else {
+                continue;
+            };
             let ino = self.ino_of(node);
             let old_names = match old.get(ino).map(|n| &n.kind) {
                 Some(Kind::Dir { by_name, .. }) => Some(by_name),
                 _ => None,
             };
             let Some(old_names) = old_names else { continue };
-            let mut names: Vec<Box<str>> = by_name
+            let mut names: Vec<Arc<str>> = by_name
                 .iter()
                 .filter(|(n, i)| old_names.get(*n) != Some(i))
                 .map(|(n, _)| n.clone())
                 .collect();
-            names.extend(old_names.keys().filter(|n| !by_name.contains_key(*n)).cloned());
+            names.extend(
+                old_names
+                    .keys()
+                    .filter(|n| !by_name.contains_key(*n))
+                    .cloned(),
+            );
             if !names.is_empty() {
                 out.push(Change { dir: ino, names });
             }
@@ -213,7 +287,9 @@ impl View {
 
     fn ino_of(&self, node: &Node) -> Ino {
         match &self.get(node.parent).map(|p| &p.kind) {
-            Some(Kind::Dir { by_name, .. }) if !node.name.is_empty() => by_name.get(&node.name).copied().unwrap_or(ROOT),
+            Some(Kind::Dir { by_name, .. }) if !node.name.is_empty() => {
+                by_name.get(&node.name).copied().unwrap_or(ROOT)
+            }
             _ => ROOT,
         }
     }
@@ -281,7 +357,7 @@ impl ViewBuilder {
             owner: 0,
             kind: Kind::Dir {
                 children: Vec::new(),
-                by_name: HashMap::new(),
+                by_name: FxHashMap::default(),
             },
         };
         ViewBuilder {
@@ -327,6 +403,17 @@ impl ViewBuilder {
         Ok(())
     }
 
+    /// Add (or replace) a file rendered on first use.
+    pub fn add_lazy(&mut self, path: &str, lazy: Arc<Lazy>) -> Result<(), Conflict> {
+        let owner = self.owners.len().saturating_sub(1) as u32;
+        let kind = Kind::File {
+            size: 0,
+            source: Source::Lazy(lazy),
+            executable: false,
+        };
+        self.replace(path, kind, self.dir_mtime, owner)
+    }
+
     /// Add (or replace) a generated file, owned by the last added dist.
     pub fn add_inline(
         &mut self,
@@ -352,7 +439,7 @@ impl ViewBuilder {
             .sum();
         View {
             max_ino: self.nodes.len() as Ino,
-            slots: HashMap::new(),
+            slots: FxHashMap::default(),
             nodes: self.nodes,
             cache_tag: self.cache_tag,
             owners: self.owners,
@@ -429,7 +516,7 @@ impl ViewBuilder {
                 None => {
                     let kind = Kind::Dir {
                         children: Vec::new(),
-                        by_name: HashMap::new(),
+                        by_name: FxHashMap::default(),
                     };
                     self.push(cur, part, kind, self.dir_mtime, owner)
                 }
@@ -446,9 +533,10 @@ impl ViewBuilder {
     }
 
     fn push(&mut self, parent: Ino, name: &str, kind: Kind, mtime: SystemTime, owner: u32) -> Ino {
+        let name: Arc<str> = Arc::from(name);
         self.nodes.push(Node {
             parent,
-            name: name.into(),
+            name: name.clone(),
             mtime,
             owner,
             kind,
@@ -456,7 +544,7 @@ impl ViewBuilder {
         let ino = self.nodes.len() as Ino;
         if let Kind::Dir { children, by_name } = &mut self.nodes[parent as usize - 1].kind {
             children.push(ino);
-            by_name.insert(name.into(), ino);
+            by_name.insert(name, ino);
         }
         ino
     }
@@ -610,7 +698,10 @@ mod tests {
         let changes = new.changes_since(&old);
         let root = changes.iter().find(|c| c.dir == ROOT).unwrap();
         assert!(root.names.iter().any(|n| &**n == "b"));
-        let shared = changes.iter().find(|c| Some(c.dir) == new.resolve("shared")).unwrap();
+        let shared = changes
+            .iter()
+            .find(|c| Some(c.dir) == new.resolve("shared"))
+            .unwrap();
         assert_eq!(&*shared.names[0], "two.txt");
     }
 

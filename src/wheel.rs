@@ -463,7 +463,9 @@ impl<'a> Wheel<'a> {
             other: extra.as_mut(),
         });
         let mut limited = file.take(entry.declared_size + 1);
-        let copied = io::copy(&mut limited, &mut writer);
+        // Flush before finishing: a buffered writer dropped unflushed would
+        // swallow a full disk and leave a truncated file behind.
+        let copied = io::copy(&mut limited, &mut writer).and_then(|n| writer.flush().map(|()| n));
         let (digest, n, _) = writer.finish();
         match copied {
             Ok(_) => {}

@@ -32,7 +32,9 @@ pub struct SourceArgs {
 impl SourceArgs {
     fn sources(&self) -> Result<Sources, super::CliError> {
         if self.wheels.is_empty() && self.requirements.is_empty() && self.lock.is_none() {
-            return Err(super::CliError("nothing to install: give wheels, -r FILE or --lock FILE".into()));
+            return Err(super::CliError(
+                "nothing to install: give wheels, -r FILE or --lock FILE".into(),
+            ));
         }
         Ok(Sources {
             wheels: self.wheels.clone(),
@@ -129,13 +131,17 @@ pub fn run(cmd: EnvCommand, quiet: bool) -> CliResult {
         EnvCommand::Ls { store } => {
             let store = Store::open(&Store::locate(store.store.as_deref())?)?;
             for e in env::list(&store) {
-                let dists = e.dists.map_or("manifest missing".to_string(), |n| format!("{n} dists"));
+                let dists = e
+                    .dists
+                    .map_or("manifest missing".to_string(), |n| format!("{n} dists"));
                 let state = if e.mounted { "mounted" } else { "not mounted" };
                 println!("{}\t{state}\t{dists}", e.venv.display());
             }
         }
         EnvCommand::Rm { venv } => env::remove_env(&venv)?,
-        EnvCommand::Mount { venv, options } => env::mount(&venv, &MountOpts::parse(&options.join(","))?)?,
+        EnvCommand::Mount { venv, options } => {
+            env::mount(&venv, &MountOpts::parse(&options.join(","))?)?
+        }
         EnvCommand::Umount { venv } => env::umount(&venv)?,
     }
     Ok(ExitCode::SUCCESS)

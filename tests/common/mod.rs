@@ -2,7 +2,7 @@
 //!
 //! Use from a test file with `mod common;` and `use common::*;`. Each test
 //! binary uses a different subset, hence `allow(dead_code)`.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod bomb;
 pub mod ext;
