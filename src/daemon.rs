@@ -74,7 +74,7 @@ impl Default for MountOpts {
     fn default() -> Self {
         MountOpts {
             acl: SessionACL::Owner,
-            open: OpenMode::Auto,
+            open: OpenMode::Cached,
             threads: 4,
             fsname: None,
         }
@@ -408,9 +408,29 @@ fn serve(p: Prepared, opts: &MountOpts, status: Option<Status>) -> Result<(), Mo
     if let Some(s) = status {
         s.send("OK");
     }
+    notify_systemd_ready();
     let result = run_until_signalled(session, &p.mountpoint, &signals);
     drop(watchdog);
     result
+}
+
+/// Tell systemd the mount is live when run as a `Type=notify` service
+/// (`sitefs mount -f` under systemd sets `$NOTIFY_SOCKET`).
+fn notify_systemd_ready() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let bytes = path.as_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name),
+        None => SocketAddr::from_pathname(Path::new(&path)),
+    };
+    let sent = addr.and_then(|a| UnixDatagram::unbound()?.send_to_addr(b"READY=1", &a));
+    if let Err(e) = sent {
+        log::warn!("cannot notify systemd: {e}");
+    }
 }
 
 /// Watch the manifest's directory; when the manifest is replaced (as

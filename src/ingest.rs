@@ -99,29 +99,26 @@ pub fn add_wheels(
 ) -> Vec<WheelReport> {
     clean_stale_staging(store);
     let t0 = std::time::Instant::now();
-    let bar = progress::bar(wheels.len() as u64, "unpacking", opts.quiet);
+    let bar = progress::bar(wheels.len() as u64, "ingesting", opts.quiet);
+    // Each wheel is compiled as soon as it is staged, so Python workers
+    // compile while other wheels are still being unpacked.
     let staged: Vec<Result<Staged, IngestError>> = wheels
         .par_iter()
         .map(|w| {
-            let r = stage_wheel(store, w, &opts.limits);
+            let r = stage_wheel(store, w, &opts.limits).and_then(|s| {
+                compile_missing(store, &[&*s.index], pools, true).map_err(IngestError::Bytecode)?;
+                Ok(s)
+            });
             bar.inc(1);
             r
         })
         .collect();
     bar.finish_and_clear();
-
-    let indexes: Vec<&DistIndex> = staged
-        .iter()
-        .filter_map(|s| s.as_ref().ok())
-        .map(|s| &*s.index)
-        .collect();
     info!(
-        "unpacked and verified {} wheels in {:.2?}",
+        "unpacked, verified and compiled {} wheels in {:.2?}",
         wheels.len(),
         t0.elapsed()
     );
-    let compiled = compile_missing(store, &indexes, pools, opts.quiet);
-    info!("compiled bytecode at {:.2?}", t0.elapsed());
     let fresh = staged
         .iter()
         .any(|s| matches!(s, Ok(Staged { stage: Some(_), .. })));
@@ -136,9 +133,6 @@ pub fn add_wheels(
         .zip(staged)
         .map(|(w, s)| {
             let result = s.and_then(|s| {
-                compiled
-                    .as_ref()
-                    .map_err(|e| IngestError::Bytecode(e.clone()))?;
                 let outcome = s.publish(store, pools)?;
                 store.remember_wheel(w, &outcome.meta().id);
                 Ok(outcome)

@@ -6,6 +6,7 @@ mod env_cmd;
 mod mount_cmd;
 mod store_cmd;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -74,7 +75,7 @@ impl<E: std::fmt::Display> From<E> for CliError {
 pub type CliResult = Result<ExitCode, CliError>;
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(mount_helper_args(std::env::args_os().collect()));
     init_logging(cli.verbose);
     let quiet = cli.quiet;
     let result = match cli.command {
@@ -98,6 +99,27 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// mount(8) and mount.fuse3 run `sitefs SOURCE MOUNTPOINT -o OPTS`
+/// (for `mount -t fuse.sitefs`, fstab and autofs). Rewrite that to
+/// `sitefs mount SOURCE MOUNTPOINT -o OPTS`, dropping the `rw` libmount
+/// may add by default (the mount is read-only regardless).
+fn mount_helper_args(mut args: Vec<OsString>) -> Vec<OsString> {
+    const COMMANDS: [&str; 6] = ["store", "env", "manifest", "mount", "umount", "help"];
+    let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
+    if args.len() < 3 || first.starts_with('-') || COMMANDS.contains(&first) {
+        return args;
+    }
+    args.insert(1, "mount".into());
+    for i in 0..args.len() {
+        if args[i] == "-o" && i + 1 < args.len() {
+            let opts = args[i + 1].to_string_lossy().into_owned();
+            let kept: Vec<&str> = opts.split(',').filter(|o| *o != "rw").collect();
+            args[i + 1] = kept.join(",").into();
+        }
+    }
+    args
+}
+
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",
@@ -107,4 +129,39 @@ fn init_logging(verbose: u8) {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
         .format_timestamp(None)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn mount_helper_convention_becomes_mount() {
+        let got = mount_helper_args(args(&[
+            "sitefs",
+            "/m.toml",
+            "/mnt",
+            "-o",
+            "rw,nosuid,allow_other",
+        ]));
+        assert_eq!(
+            got,
+            args(&[
+                "sitefs",
+                "mount",
+                "/m.toml",
+                "/mnt",
+                "-o",
+                "nosuid,allow_other"
+            ])
+        );
+        let normal = args(&["sitefs", "store", "ls"]);
+        assert_eq!(mount_helper_args(normal.clone()), normal);
+        let flag = args(&["sitefs", "-v", "mount", "a", "b"]);
+        assert_eq!(mount_helper_args(flag.clone()), flag);
+    }
 }
