@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 
 VENV=${1:-/tmp/sitefs-demo}
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/sitefs-quickstart
-PY=${PYTHON:-python3}
+# Resolve the real interpreter once: `python3` may be a pyenv shim script,
+# which sitefs would have to run (slowly) on every command to ask.
+PY=$("${PYTHON:-python3}" -c 'import sys; print(sys.executable)')
 
 if ! command -v fusermount3 >/dev/null; then
     if [ "$(id -u)" = 0 ]; then
@@ -46,5 +48,5 @@ echo "== using it"
 "$VENV/bin/pip" list 2>/dev/null | head -20
 (. "$VENV/bin/activate" && python -c "import sys; print('activated:', sys.prefix)")
 findmnt -n -o SOURCE,TARGET,FSTYPE,OPTIONS "$VENV/lib/python"*/site-packages || grep "$VENV" /proc/mounts
-du -sh --apparent-size "$VENV" 2>/dev/null | sed 's/^/   venv on disk (apparent, excluding the mount): /' || true
+du -shx "$VENV" | sed "s/^/   venv on disk (excluding the mount): /"
 echo "== done: $VENV is ready; remove it with: $SITEFS env rm $VENV"

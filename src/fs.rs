@@ -204,11 +204,12 @@ impl SiteFs {
     /// The view holding file `ino`, with the file's source and size.
     fn file_of(&self, ino: Ino) -> Result<(Arc<View>, Source, u64), Errno> {
         let view = self.state.holding(ino).ok_or(Errno::ENOENT)?;
-        let (source, size) = match view.get(ino).map(|n| &n.kind) {
-            Some(Kind::File { source, size, .. }) => (source.clone(), *size),
-            Some(Kind::Dir { .. }) => return Err(Errno::EISDIR),
-            None => return Err(Errno::ENOENT),
+        let node = view.get(ino).ok_or(Errno::ENOENT)?;
+        let Kind::File { source, .. } = &node.kind else {
+            return Err(Errno::EISDIR);
         };
+        // Node::size, not the stored field: it renders lazy files.
+        let (source, size) = (source.clone(), node.size());
         Ok((view, source, size))
     }
 

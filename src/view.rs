@@ -88,6 +88,8 @@ pub enum Kind {
     },
     File {
         source: Source,
+        /// The size, except for [`Source::Lazy`] files, whose size is
+        /// known once rendered: read sizes through [`Node::size`].
         size: u64,
         executable: bool,
     },
