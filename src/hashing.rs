@@ -50,27 +50,40 @@ impl FromStr for Digest {
     /// Parsing is on the mount's start-up path (one digest per file of
     /// every dist), hence the hand-rolled decoder.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || BadDigest(s.to_string());
         let b = s.as_bytes();
         if b.len() != 64 {
-            return Err(bad());
+            return Err(BadDigest(s.to_string()));
         }
         let mut out = [0u8; 32];
-        for (i, pair) in b.chunks_exact(2).enumerate() {
-            out[i] = (nibble(pair[0]).ok_or_else(bad)? << 4) | nibble(pair[1]).ok_or_else(bad)?;
+        let mut invalid = 0u8;
+        for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+            let (hi, lo) = (HEX[pair[0] as usize], HEX[pair[1] as usize]);
+            invalid |= (hi | lo) & 0x80;
+            *o = (hi << 4) | (lo & 0x0f);
+        }
+        if invalid != 0 {
+            return Err(BadDigest(s.to_string()));
         }
         Ok(Digest(out))
     }
 }
 
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+/// Hex digit values; 0x80 marks a byte that is not a hex digit.
+const HEX: [u8; 256] = {
+    let mut t = [0x80u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 /// A writer that hashes and counts everything passing through it, so a file
 /// can be verified while it is streamed to disk, without a second read.
@@ -134,6 +147,8 @@ mod tests {
         assert_eq!(d.to_hex().parse::<Digest>().unwrap(), d);
         assert_eq!(d.fanout(), "ba");
         assert!("xyz".parse::<Digest>().is_err());
+        assert!("g".repeat(64).parse::<Digest>().is_err());
+        assert_eq!(d.to_hex().to_uppercase().parse::<Digest>().unwrap(), d);
     }
 
     #[test]
