@@ -251,17 +251,50 @@ fn build_env(
     let t0 = Instant::now();
     let (_, view) = build_view(manifest, &paths.manifest, mtime)?;
     log::debug!("view of {} nodes built in {:.1?}", view.len(), t0.elapsed());
-    venv::create_skeleton(stage, &paths.venv, interp).map_err(io_at(stage))?;
     let layout = EnvLayout {
         prefix: paths.venv.clone(),
         python_version: interp.version.clone(),
     };
+    let ids: Vec<&str> = chosen.iter().map(|(m, _)| m.id.as_str()).collect();
+    check_env_file_conflicts(store, &layout, &ids)?;
+    venv::create_skeleton(stage, &paths.venv, interp).map_err(io_at(stage))?;
     let mut scripts = 0;
     for (meta, _) in chosen {
         let idx = store.load(&meta.id)?;
         scripts += write_env_files(stage, store, &idx, &layout)?;
     }
     Ok((scripts, view))
+}
+
+/// Two dists writing different bytes to one path outside site-packages
+/// (a script, header or data file) conflict, as they do inside it.
+fn check_env_file_conflicts(
+    store: &Store,
+    layout: &EnvLayout,
+    ids: &[&str],
+) -> Result<(), EnvError> {
+    let mut seen: std::collections::HashMap<String, (String, crate::hashing::Digest)> =
+        Default::default();
+    for id in ids {
+        let idx = store.load(id)?;
+        let files = env_files(&idx, layout, &|d| fs::read(store.object_path(d)))
+            .map_err(io_at(store.root()))?;
+        for f in files {
+            match seen.get(&f.path) {
+                Some((first, digest)) if *digest != f.sha256 => {
+                    return Err(EnvError::Other(format!(
+                        "file conflict: {} is provided by both {first} and {} with different content",
+                        f.path, idx.meta.id
+                    )))
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(f.path.clone(), (idx.meta.id.clone(), f.sha256));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Copy a dist's scripts, headers and data into the venv. Copies, not
@@ -429,12 +462,40 @@ pub fn add(venv: &Path, sources: &Sources, quiet: bool) -> Result<usize, EnvErro
             python_version: m.python.version.clone(),
         });
     build_view(&m, &paths.manifest, UNIX_EPOCH)?;
+    let ids: Vec<&str> = m.dists.iter().map(|d| d.id.as_str()).collect();
+    check_env_file_conflicts(&store, &layout, &ids)?;
     for meta in &added {
         let idx = store.load(&meta.id)?;
         write_env_files(&paths.venv, &store, &idx, &layout)?;
     }
     replace_manifest(&paths, &m)?;
     Ok(added.len())
+}
+
+/// Rewrite every dist's scripts, headers and data files in the venv from
+/// the store (what pip up to 23.2 leaves moved aside after a failed
+/// `pip uninstall`, or what a user deleted). Returns the files written.
+pub fn repair(venv: &Path) -> Result<usize, EnvError> {
+    let paths = EnvPaths::new(venv);
+    let m = paths.load()?;
+    let store = Store::open(&m.store_path(&paths.manifest))?;
+    let layout = m
+        .env
+        .as_ref()
+        .map(|e| e.layout(&m.python))
+        .unwrap_or(EnvLayout {
+            prefix: paths.venv.clone(),
+            python_version: m.python.version.clone(),
+        });
+    let mut written = 0;
+    for d in &m.dists {
+        let idx = store.load(&d.id)?;
+        written += env_files(&idx, &layout, &|o| fs::read(store.object_path(o)))
+            .map_err(io_at(store.root()))?
+            .len();
+        write_env_files(&paths.venv, &store, &idx, &layout)?;
+    }
+    Ok(written)
 }
 
 /// Remove dists (by name) from a live env, and their bin/ scripts.

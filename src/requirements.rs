@@ -112,6 +112,18 @@ pub fn parse_file(path: &Path) -> Result<RequirementsFile, Vec<RequirementError>
     parser.finish()
 }
 
+/// Like [`parse_file`], but also returns the requirements that did parse
+/// when other lines did not, so a caller can report every problem of a
+/// file (unparsable lines and unsatisfiable pins) in one pass.
+pub fn parse_file_partial(path: &Path) -> (RequirementsFile, Vec<RequirementError>) {
+    let mut parser = FileParser::default();
+    parser.include(path, None);
+    if parser.require_hashes {
+        parser.check_hashes();
+    }
+    (parser.out, parser.errors)
+}
+
 /// Parse requirements text. `origin` names it in messages; `-r` and
 /// `--find-links` paths are resolved against `base_dir`.
 pub fn parse_str(

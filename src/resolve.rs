@@ -166,13 +166,8 @@ impl Resolver<'_> {
     }
 
     fn requirements_file(&mut self, file: &Path, find_links: &[PathBuf], ingest: &mut Ingest) {
-        let parsed = match requirements::parse_file(file) {
-            Ok(p) => p,
-            Err(errors) => {
-                self.problems.extend(errors.iter().map(|e| e.to_string()));
-                return;
-            }
-        };
+        let (parsed, errors) = requirements::parse_file_partial(file);
+        self.problems.extend(errors.iter().map(|e| e.to_string()));
         let links: Vec<PathBuf> = find_links
             .iter()
             .chain(&parsed.find_links)
@@ -303,7 +298,13 @@ impl Resolver<'_> {
                 })
                 .cloned();
             if let Some(m) = in_store {
-                self.choose(m);
+                match wheel.size.filter(|&s| s != m.wheel_size) {
+                    Some(size) => self.problems.push(format!(
+                        "{label}: {}: size is {} bytes, the lock says {size}",
+                        wheel.file_name, m.wheel_size
+                    )),
+                    None => self.choose(m),
+                }
                 continue;
             }
             let candidates = wheel

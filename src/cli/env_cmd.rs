@@ -88,6 +88,8 @@ pub enum EnvCommand {
     },
     /// Unmount an env's site-packages.
     Umount { venv: PathBuf },
+    /// Rewrite the env's scripts, headers and data files from the store.
+    Repair { venv: PathBuf },
 }
 
 pub fn run(cmd: EnvCommand, quiet: bool) -> CliResult {
@@ -143,6 +145,12 @@ pub fn run(cmd: EnvCommand, quiet: bool) -> CliResult {
             env::mount(&venv, &MountOpts::parse(&options.join(","))?)?
         }
         EnvCommand::Umount { venv } => env::umount(&venv)?,
+        EnvCommand::Repair { venv } => {
+            let n = env::repair(&venv)?;
+            if !quiet {
+                println!("rewrote {n} file(s) in {}", venv.display());
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
