@@ -17,9 +17,7 @@ use crate::daemon::{self, MountError, MountOpts, Prepared};
 use crate::dist_index::{DistIndex, DistMeta};
 use crate::ingest;
 use crate::interpreter::Interpreter;
-use crate::manifest::{
-    build_view, DistRef, EnvSpec, Manifest, ManifestError, PythonSpec, FORMAT_VERSION,
-};
+use crate::manifest::{build_view, DistRef, EnvSpec, Manifest, ManifestError};
 use crate::resolve::{self, ResolveError, Sources};
 use crate::scripts::{env_files, EnvContent, EnvLayout};
 use crate::store::{io_at, Store, StoreError};
@@ -72,6 +70,17 @@ impl EnvPaths {
             return Err(EnvError::NotAnEnv(self.venv.display().to_string()));
         }
         Ok(Manifest::load(&self.manifest)?)
+    }
+
+    /// Where the env's scripts, headers and data go.
+    fn layout(&self, m: &Manifest) -> EnvLayout {
+        EnvLayout {
+            prefix: m
+                .env
+                .as_ref()
+                .map_or(self.venv.clone(), |e| e.prefix.clone()),
+            python_version: m.python.version.clone(),
+        }
     }
 
     fn site_packages(&self, m: &Manifest) -> PathBuf {
@@ -192,28 +201,14 @@ fn new_manifest(
     paths: &EnvPaths,
     chosen: &[(DistMeta, bool)],
 ) -> Manifest {
-    Manifest {
-        version: FORMAT_VERSION,
-        store: store.root().to_path_buf(),
-        on_conflict: Default::default(),
-        python: PythonSpec {
-            version: interp.version.clone(),
-            cache_tag: interp.cache_tag.clone(),
-            executable: Some(interp.executable.clone()),
-        },
-        env: Some(EnvSpec {
-            prefix: paths.venv.clone(),
-        }),
-        dists: chosen
-            .iter()
-            .map(|(m, requested)| DistRef {
-                name: m.name.clone(),
-                version: m.version.clone(),
-                id: m.id.clone(),
-                requested: *requested,
-            })
-            .collect(),
-    }
+    let env = EnvSpec {
+        prefix: paths.venv.clone(),
+    };
+    let dists = chosen
+        .iter()
+        .map(|(m, requested)| DistRef::of(m, *requested))
+        .collect();
+    Manifest::new(store.root(), interp, Some(env), dists)
 }
 
 /// A staging directory beside the venv, so the final rename is atomic.
@@ -251,10 +246,7 @@ fn build_env(
     let t0 = Instant::now();
     let (_, view) = build_view(manifest, &paths.manifest, mtime)?;
     log::debug!("view of {} nodes built in {:.1?}", view.len(), t0.elapsed());
-    let layout = EnvLayout {
-        prefix: paths.venv.clone(),
-        python_version: interp.version.clone(),
-    };
+    let layout = paths.layout(manifest);
     let ids: Vec<&str> = chosen.iter().map(|(m, _)| m.id.as_str()).collect();
     check_env_file_conflicts(store, &layout, &ids)?;
     venv::create_skeleton(stage, &paths.venv, interp).map_err(io_at(stage))?;
@@ -441,26 +433,14 @@ pub fn add(venv: &Path, sources: &Sources, quiet: bool) -> Result<usize, EnvErro
         .collect();
     let mut added = Vec::new();
     for (meta, requested) in chosen {
-        let r = DistRef {
-            name: meta.name.clone(),
-            version: meta.version.clone(),
-            id: meta.id.clone(),
-            requested,
-        };
+        let r = DistRef::of(&meta, requested);
         match names.get(&normalize_name(&meta.name)) {
             Some(&i) => m.dists[i] = r,
             None => m.dists.push(r),
         }
         added.push(meta);
     }
-    let layout = m
-        .env
-        .as_ref()
-        .map(|e| e.layout(&m.python))
-        .unwrap_or(EnvLayout {
-            prefix: paths.venv.clone(),
-            python_version: m.python.version.clone(),
-        });
+    let layout = paths.layout(&m);
     build_view(&m, &paths.manifest, UNIX_EPOCH)?;
     let ids: Vec<&str> = m.dists.iter().map(|d| d.id.as_str()).collect();
     check_env_file_conflicts(&store, &layout, &ids)?;
@@ -479,14 +459,7 @@ pub fn repair(venv: &Path) -> Result<usize, EnvError> {
     let paths = EnvPaths::new(venv);
     let m = paths.load()?;
     let store = Store::open(&m.store_path(&paths.manifest))?;
-    let layout = m
-        .env
-        .as_ref()
-        .map(|e| e.layout(&m.python))
-        .unwrap_or(EnvLayout {
-            prefix: paths.venv.clone(),
-            python_version: m.python.version.clone(),
-        });
+    let layout = paths.layout(&m);
     let mut written = 0;
     for d in &m.dists {
         let idx = store.load(&d.id)?;
@@ -524,11 +497,11 @@ pub fn remove(venv: &Path, names: &[String]) -> Result<usize, EnvError> {
         .partition(|d| wanted.contains(&normalize_name(&d.name)));
     m.dists = kept;
     replace_manifest(&paths, &m)?;
-    let layout = m.env.as_ref().map(|e| e.layout(&m.python));
+    let layout = paths.layout(&m);
     for d in &gone {
-        if let (Ok(idx), Some(layout)) = (store.load(&d.id), &layout) {
+        if let Ok(idx) = store.load(&d.id) {
             for f in
-                env_files(&idx, layout, &|o| fs::read(store.object_path(o))).unwrap_or_default()
+                env_files(&idx, &layout, &|o| fs::read(store.object_path(o))).unwrap_or_default()
             {
                 let _ = fs::remove_file(paths.venv.join(&f.path));
             }

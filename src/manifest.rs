@@ -26,8 +26,9 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::HashMap;
 
-use crate::dist_index::DistIndex;
+use crate::dist_index::{DistIndex, DistMeta};
 use crate::hashing::Digest;
+use crate::interpreter::Interpreter;
 use crate::record::{installed_record, InstalledExtras};
 use crate::scripts::{env_files, EnvLayout};
 use crate::store::{Store, StoreError};
@@ -103,6 +104,18 @@ pub struct DistRef {
     pub requested: bool,
 }
 
+impl DistRef {
+    /// Name a store dist.
+    pub fn of(meta: &DistMeta, requested: bool) -> DistRef {
+        DistRef {
+            name: meta.name.clone(),
+            version: meta.version.clone(),
+            id: meta.id.clone(),
+            requested,
+        }
+    }
+}
+
 /// Why a manifest cannot be used. One line each, naming what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -144,6 +157,27 @@ pub enum ManifestError {
 }
 
 impl Manifest {
+    /// A manifest for `interp` naming `dists` of the store at `store`.
+    pub fn new(
+        store: &Path,
+        interp: &Interpreter,
+        env: Option<EnvSpec>,
+        dists: Vec<DistRef>,
+    ) -> Manifest {
+        Manifest {
+            version: FORMAT_VERSION,
+            store: store.to_path_buf(),
+            on_conflict: OnConflict::default(),
+            python: PythonSpec {
+                version: interp.version.clone(),
+                cache_tag: interp.cache_tag.clone(),
+                executable: Some(interp.executable.clone()),
+            },
+            env,
+            dists,
+        }
+    }
+
     /// Read and parse a manifest file.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
         let p = path.display().to_string();

@@ -32,9 +32,6 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-/// How long anything asynchronous (a mount appearing or going) may take.
-const DEADLINE: Duration = Duration::from_secs(10);
-
 /// How long one command (sitefs, python, pip) may run before the test
 /// fails instead of hanging. Generous: two cores are shared by parallel
 /// tests, and `env create` compiles bytecode for pip's 500 files.
@@ -225,56 +222,6 @@ fn failure(out: &Output) -> String {
 // ---------------------------------------------------------------------------
 // Mounts and the venv guard
 // ---------------------------------------------------------------------------
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            if let Ok(v) =
-                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x"), 8)
-            {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
-}
-
-/// The mountinfo lines whose mount point is `p`.
-fn mountinfo_entries(p: &Path) -> Vec<String> {
-    let info = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
-    info.lines()
-        .filter(|l| {
-            l.split(' ')
-                .nth(4)
-                .is_some_and(|m| unescape_mountinfo(m) == p.as_os_str().as_bytes())
-        })
-        .map(str::to_string)
-        .collect()
-}
-
-fn is_mounted(p: &Path) -> bool {
-    !mountinfo_entries(p).is_empty()
-}
-
-/// Polls `cond` every 20 ms until it holds; panics naming `what` after
-/// [`DEADLINE`].
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        if start.elapsed() > DEADLINE {
-            panic!("timed out after {DEADLINE:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// A venv path that this test may mount. On drop: `sitefs env rm`, and
 /// `umount -l` if its site-packages is still mounted after that.

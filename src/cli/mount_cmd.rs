@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 use sitefs::daemon::{self, MountOpts, MountRequest};
 use sitefs::interpreter::Interpreter;
-use sitefs::manifest::{DistRef, Manifest, PythonSpec, FORMAT_VERSION};
+use sitefs::manifest::{DistRef, Manifest};
 use sitefs::store::Store;
 
 use super::{CliError, CliResult, StoreArg};
@@ -73,26 +73,9 @@ fn new_manifest(
                 ids.join(", ")
             )));
         }
-        let m = &found[0];
-        dists.push(DistRef {
-            name: m.name.clone(),
-            version: m.version.clone(),
-            id: m.id.clone(),
-            requested: true,
-        });
+        dists.push(DistRef::of(&found[0], true));
     }
-    let manifest = Manifest {
-        version: FORMAT_VERSION,
-        store: store.root().to_path_buf(),
-        on_conflict: Default::default(),
-        python: PythonSpec {
-            version: interp.version.clone(),
-            cache_tag: interp.cache_tag.clone(),
-            executable: Some(interp.executable.clone()),
-        },
-        env: None,
-        dists,
-    };
+    let manifest = Manifest::new(store.root(), &interp, None, dists);
     match output {
         Some(p) => manifest.save(p)?,
         None => print!("{}", toml::to_string(&manifest)?),

@@ -6,10 +6,12 @@
 
 pub mod bomb;
 pub mod ext;
+pub mod mounts;
 pub mod rawzip;
 pub mod wheel;
 
 pub use ext::{build_extension_module, ext_suffix, python_eval, EXT_MAGIC};
+pub use mounts::{is_mounted, mountinfo_entries, unescape_mountinfo, wait_for, DEADLINE};
 pub use wheel::{record_hash, WheelBuilder};
 
 use std::ffi::OsStr;
