@@ -15,6 +15,7 @@ use std::io::{self, BufWriter};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -100,25 +101,48 @@ pub fn add_wheels(
     clean_stale_staging(store);
     let t0 = std::time::Instant::now();
     let bar = progress::bar(wheels.len() as u64, "ingesting", opts.quiet);
-    // Each wheel is compiled as soon as it is staged, so Python workers
-    // compile while other wheels are still being unpacked.
-    let staged: Vec<Result<Staged, IngestError>> = wheels
-        .par_iter()
-        .map(|w| {
-            let r = stage_wheel(store, w, &opts.limits).and_then(|s| {
-                compile_missing(store, &[&*s.index], pools, true).map_err(IngestError::Bytecode)?;
-                Ok(s)
-            });
-            bar.inc(1);
-            r
-        })
-        .collect();
+    // Each wheel's sources are queued for compilation as soon as it is
+    // staged; one thread feeds the queue to the Python workers, so they
+    // compile while the Rust threads go on unpacking other wheels.
+    let (tx, rx) = mpsc::channel::<(usize, Vec<CompileJob>)>();
+    let (staged, compiled) = std::thread::scope(|scope| {
+        let compiler = scope.spawn(move || compile_queue(pools, rx));
+        let staged: Vec<Result<Staged, IngestError>> = wheels
+            .par_iter()
+            .map(|w| {
+                let r = stage_wheel(store, w, &opts.limits);
+                if let Ok(s) = &r {
+                    for (i, pool) in pools.iter().enumerate() {
+                        let jobs = missing_jobs(store, &[&*s.index], pool.cache_tag());
+                        if !jobs.is_empty() {
+                            let _ = tx.send((i, jobs));
+                        }
+                    }
+                }
+                bar.inc(1);
+                r
+            })
+            .collect();
+        drop(tx);
+        let compiled = compiler
+            .join()
+            .unwrap_or_else(|_| Err("the bytecode compiler thread panicked".to_string()));
+        (staged, compiled)
+    });
     bar.finish_and_clear();
     info!(
         "unpacked, verified and compiled {} wheels in {:.2?}",
         wheels.len(),
         t0.elapsed()
     );
+    let staged: Vec<Result<Staged, IngestError>> = staged
+        .into_iter()
+        .map(|s| {
+            let s = s?;
+            compiled.clone().map_err(IngestError::Bytecode)?;
+            Ok(s)
+        })
+        .collect();
     let fresh = staged
         .iter()
         .any(|s| matches!(s, Ok(Staged { stage: Some(_), .. })));
@@ -397,26 +421,54 @@ fn missing_jobs(store: &Store, indexes: &[&DistIndex], tag: &str) -> Vec<Compile
     jobs
 }
 
+/// Compile in chunks (each spread over all of the pool's workers),
+/// advancing `bar` as chunks finish.
 fn run_jobs(pool: &CompilerPool, jobs: &[CompileJob], bar: &ProgressBar) -> Result<(), String> {
-    let failed = AtomicU64::new(0);
-    jobs.par_chunks(256).try_for_each(|chunk| {
+    let mut failed = 0;
+    for chunk in jobs.chunks(1024) {
         let outcomes = pool.compile(chunk).map_err(|e| e.to_string())?;
         for (job, outcome) in chunk.iter().zip(outcomes) {
             if let CompileOutcome::Failed(why) = outcome {
                 // pip's compileall is quiet about these too (e.g. py2-only
                 // templates); the module still imports from source.
                 debug!("not compiled: {}: {why}", job.display_path);
-                failed.fetch_add(1, Ordering::Relaxed);
+                failed += 1;
             }
         }
         bar.inc(chunk.len() as u64);
-        Ok::<(), String>(())
-    })?;
-    let failed = failed.into_inner();
+    }
     if failed > 0 {
         debug!("{failed} sources did not compile for {}", pool.cache_tag());
     }
     Ok(())
+}
+
+/// Drain the compile queue of `add_wheels`: each round takes everything
+/// queued so far (so every worker has work), skips sources already
+/// queued by another wheel, and compiles it. Stops at the first failure
+/// but keeps draining so senders never block.
+fn compile_queue(
+    pools: &[CompilerPool],
+    rx: mpsc::Receiver<(usize, Vec<CompileJob>)>,
+) -> Result<(), String> {
+    let mut result = Ok(());
+    let mut queued: HashSet<PathBuf> = HashSet::new();
+    while let Ok(first) = rx.recv() {
+        let mut round: Vec<(usize, Vec<CompileJob>)> = vec![first];
+        round.extend(rx.try_iter());
+        for (i, pool) in pools.iter().enumerate() {
+            let jobs: Vec<CompileJob> = round
+                .iter_mut()
+                .filter(|(p, _)| *p == i)
+                .flat_map(|(_, jobs)| jobs.drain(..))
+                .filter(|j| queued.insert(j.output.clone()))
+                .collect();
+            if result.is_ok() && !jobs.is_empty() {
+                result = run_jobs(pool, &jobs, &ProgressBar::hidden());
+            }
+        }
+    }
+    result
 }
 
 /// Record that a dist is fully compiled for each pool's interpreter. The
