@@ -331,14 +331,14 @@ fn daemonize() -> Result<Option<Status>, MountError> {
     }
 }
 
-/// Leave the caller's session and terminal. All three standard streams
-/// go to /dev/null: a daemon holding the caller's stderr would keep a
-/// pipeline such as `sitefs mount ... 2>&1 | tee log` open forever. Use
-/// `mount -f` to see the daemon's logs.
+/// Leave the caller's terminal (the session is left in `serve`, once the
+/// mount exists). All three standard streams go to /dev/null: a daemon
+/// holding the caller's stderr would keep a pipeline such as
+/// `sitefs mount ... 2>&1 | tee log` open forever. Use `mount -f` to see
+/// the daemon's logs.
 fn detach() {
     // SAFETY: plain syscalls on valid arguments.
     unsafe {
-        libc::setsid();
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
         if null >= 0 {
             for fd in 0..3 {
@@ -393,6 +393,14 @@ fn serve(p: Prepared, opts: &MountOpts, status: Option<Status>) -> Result<(), Mo
         Ok(s) => s,
         Err(e) => return Err(fail(status, mount_error(&p.mountpoint, &e))),
     };
+    if status.is_some() {
+        // Leave the caller's session only now that the mount exists: autofs
+        // serves lookups of a mountpoint it is mounting only to automount's
+        // process group, so a daemon that had already left it would wait
+        // forever for its own mount.
+        // SAFETY: plain syscall.
+        unsafe { libc::setsid() };
+    }
     let watchdog = match spawn_watchdog(&p.mountpoint) {
         Ok(w) => w,
         Err(e) => return Err(fail(status, e)),
@@ -586,7 +594,8 @@ fn spawn_watchdog(mountpoint: &Path) -> Result<Watchdog, MountError> {
 }
 
 fn watchdog_main(rd: RawFd, target: &CString) -> ! {
-    // SAFETY: only async-signal-safe syscalls until _exit.
+    // SAFETY: syscalls, and reading mountinfo, which allocates: fine, as
+    // the daemon forks the watchdog while it is still single-threaded.
     unsafe {
         // Keep only the pipe: holding the FUSE device open would keep a
         // dead daemon's connection alive and hang every reader.
@@ -604,6 +613,12 @@ fn watchdog_main(rd: RawFd, target: &CString) -> ! {
             if *libc::__errno_location() != libc::EINTR {
                 break;
             }
+        }
+        // Touch the path only if something is still mounted on it: after
+        // an unmount (say, an autofs expiry) the path may be an automount
+        // trigger, and stat-ing it would mount the environment again.
+        if !is_mount_point(Path::new(std::ffi::OsStr::from_bytes(target.as_bytes()))) {
+            libc::_exit(0)
         }
         // Force a request to the daemon: a cached attribute would make a
         // dead mount look alive.
