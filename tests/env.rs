@@ -21,7 +21,7 @@ use common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -121,49 +121,9 @@ fn clean(mut cmd: Command) -> Command {
     cmd
 }
 
-/// Runs `cmd` to completion, failing the test if it takes longer than
-/// [`PROCESS_LIMIT`], or if something it started (a mount daemon) keeps
-/// its stdout/stderr open afterwards.
+/// Runs `cmd` within [`PROCESS_LIMIT`] (see `common::output_within`).
 fn output_within(mut cmd: Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let drain = |mut r: Box<dyn Read + Send>| {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            let _ = tx.send(v);
-        });
-        rx
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > PROCESS_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {PROCESS_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let collect = |rx: Receiver<Vec<u8>>, what: &str| {
-        rx.recv_timeout(DEADLINE).unwrap_or_else(|_| {
-            panic!("{cmd:?} exited but its {what} stayed open (a daemon kept the pipe?)")
-        })
-    };
-    Output {
-        status,
-        stdout: collect(out, "stdout"),
-        stderr: collect(err, "stderr"),
-    }
+    common::output_within(&mut cmd, PROCESS_LIMIT)
 }
 
 /// `sitefs args...` (no SITEFS_STORE/RUST_LOG from the environment).

@@ -61,45 +61,6 @@ fn wait_for_within(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) 
     }
 }
 
-/// `cmd.output()` with stdin from /dev/null, but the process is killed and
-/// the test fails if it runs longer than `limit`.
-fn output_within(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    // A daemon that kept our pipes would make these joins wait: it must
-    // not (sitefs points the daemon's stdio at /dev/null).
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
-
 fn run(cmd: &mut Command) -> Output {
     output_within(cmd, PROCESS_LIMIT)
 }
@@ -135,52 +96,9 @@ fn mount_at(p: &Path) -> Option<MountEntry> {
     mount_entries().into_iter().rev().find(|e| e.target == p)
 }
 
-/// Whether `pid` exists and is not a zombie.
-fn process_alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next())
-            .is_some_and(|state| state != 'Z' && state != 'X'),
-        Err(_) => false,
-    }
-}
-
-/// Live processes one of whose command-line arguments satisfies `pred`.
-fn processes_with_arg_where(pred: impl Fn(&[u8]) -> bool) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        if cmdline.split(|&b| b == 0).any(&pred) && process_alive(pid) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-/// Live processes with `arg` as one of their command-line arguments.
-fn processes_with_arg(arg: &OsStr) -> Vec<i32> {
-    processes_with_arg_where(|a| a == arg.as_bytes())
-}
-
 /// Live processes with an argument naming `dir` or a path below it.
 fn processes_with_arg_below(dir: &Path) -> Vec<i32> {
     processes_with_arg_where(|a| Path::new(OsStr::from_bytes(a)).starts_with(dir))
-}
-
-/// Whether `pid` holds an open `/dev/fuse` descriptor.
-fn holds_dev_fuse(pid: i32) -> bool {
-    let Ok(rd) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    rd.flatten()
-        .filter_map(|e| fs::read_link(e.path()).ok())
-        .any(|t| t == Path::new("/dev/fuse"))
 }
 
 /// The daemon serving `mnt` (started with `mnt` on its command line and

@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirEntryExt, FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -64,49 +63,12 @@ fn py_at(mnt: &Path, extra_args: &[&str], code: &str) -> Output {
             "import sys; sys.path.insert(0, sys.argv[1])\n{code}"
         ))
         .arg(mnt);
-    output_within(cmd, PROCESS_LIMIT)
+    output_within(&mut { cmd }, PROCESS_LIMIT)
 }
 
 /// How long one python (or pip) run over a mount may take: a filesystem
 /// that loops (say, on readdir offsets) fails the test instead of hanging.
 const PROCESS_LIMIT: Duration = Duration::from_secs(120);
-
-/// `cmd.output()`, but the process is killed and the test fails if it
-/// runs longer than `limit`.
-fn output_within(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
 
 /// Most entries a directory of these tests may list before a readdir is
 /// taken to be looping.
@@ -141,49 +103,6 @@ fn kv(lines: &[String]) -> BTreeMap<String, String> {
         .iter()
         .filter_map(|l| l.split_once('\t'))
         .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// Whether `pid` exists and is not a zombie.
-fn process_alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next())
-            .is_some_and(|state| state != 'Z' && state != 'X'),
-        Err(_) => false,
-    }
-}
-
-/// Live processes with `arg` as one of their command-line arguments.
-fn processes_with_arg(arg: &OsStr) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        if cmdline.split(|&b| b == 0).any(|a| a == arg.as_bytes()) && process_alive(pid) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-/// Whether `pid` holds an open `/dev/fuse` descriptor.
-fn holds_dev_fuse(pid: i32) -> bool {
-    fd_targets(pid).iter().any(|t| t == Path::new("/dev/fuse"))
-}
-
-/// Where the open descriptors of `pid` point.
-fn fd_targets(pid: i32) -> Vec<PathBuf> {
-    let Ok(rd) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .filter_map(|e| fs::read_link(e.path()).ok())
         .collect()
 }
 
@@ -752,7 +671,7 @@ print("dists", sorted(x.metadata["Name"] for x in md.distributions(path=[m])), s
             .args(extra)
             .env_remove("PYTHONPATH")
             .current_dir(env.work());
-        let out = output_within(cmd, PROCESS_LIMIT);
+        let out = output_within(&mut { cmd }, PROCESS_LIMIT);
         assert_success(&out);
         stdout_of(&out)
     };

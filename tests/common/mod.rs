@@ -7,11 +7,16 @@
 pub mod bomb;
 pub mod ext;
 pub mod mounts;
+pub mod process;
 pub mod rawzip;
 pub mod wheel;
 
 pub use ext::{build_extension_module, ext_suffix, python_eval, EXT_MAGIC};
 pub use mounts::{is_mounted, mountinfo_entries, unescape_mountinfo, wait_for, DEADLINE};
+pub use process::{
+    fd_targets, holds_dev_fuse, output_within, process_alive, processes_with_arg,
+    processes_with_arg_where,
+};
 pub use wheel::{record_hash, WheelBuilder};
 
 use std::ffi::OsStr;
