@@ -6,8 +6,11 @@
 //! things live, [`ingest`] adds wheels to it, [`dist_index`] is the
 //! per-distribution index a mount loads, [`bytecode`] compiles sources with
 //! the target interpreter, [`manifest`] names an environment's
-//! distributions, [`view`] merges them into one tree (pure data), and
-//! [`fs`] serves that tree over FUSE.
+//! distributions, [`view`] merges them into one tree (pure data), [`fs`]
+//! serves that tree over FUSE and [`daemon`] runs the mount. On top,
+//! [`env`](mod@env) makes venvs: [`resolve`] turns wheels, [`requirements`] files
+//! and [`pylock`] locks into store dists, [`venv`] writes the skeleton,
+//! [`scripts`] and [`record`] what pip would have written.
 
 pub mod bytecode;
 pub mod daemon;
