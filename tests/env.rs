@@ -159,19 +159,7 @@ fn vpy_ok(venv: &Path, code: &str) -> String {
 /// The stderr of a command that must have failed with exit 1, with an
 /// `error: ` first line.
 fn failure(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "expected failure, got success\nstdout:\n{}\nstderr:\n{}",
-        stdout_of(out),
-        stderr_of(out)
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "exit code; stderr: {}",
-        stderr_of(out)
-    );
-    let err = stderr_of(out);
+    let err = failed_stderr(out);
     assert!(
         err.starts_with("error: "),
         "stderr does not start with `error: `:\n{err}"

@@ -66,6 +66,23 @@ pub fn stderr_of(out: &Output) -> String {
 }
 
 /// Panics with both streams unless the command exited 0.
+/// The stderr of a command that must have failed with exit code 1.
+pub fn failed_stderr(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected failure, got success\nstdout:\n{}\nstderr:\n{}",
+        stdout_of(out),
+        stderr_of(out)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit code; stderr: {}",
+        stderr_of(out)
+    );
+    stderr_of(out)
+}
+
 pub fn assert_success(out: &Output) {
     assert!(
         out.status.success(),
