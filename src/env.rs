@@ -19,7 +19,7 @@ use crate::ingest;
 use crate::interpreter::Interpreter;
 use crate::manifest::{build_view, DistRef, EnvSpec, Manifest, ManifestError};
 use crate::resolve::{self, ResolveError, Sources};
-use crate::scripts::{env_files, EnvContent, EnvLayout};
+use crate::scripts::{env_files, EnvContent, EnvFile, EnvLayout};
 use crate::store::{io_at, Store, StoreError};
 use crate::venv;
 use crate::view::View;
@@ -248,40 +248,61 @@ fn build_env(
     log::debug!("view of {} nodes built in {:.1?}", view.len(), t0.elapsed());
     let layout = paths.layout(manifest);
     let ids: Vec<&str> = chosen.iter().map(|(m, _)| m.id.as_str()).collect();
-    check_env_file_conflicts(store, &layout, &ids)?;
+    let files = all_env_files(store, &layout, &ids)?;
+    check_env_file_conflicts(&files)?;
     venv::create_skeleton(stage, &paths.venv, interp).map_err(io_at(stage))?;
     let mut scripts = 0;
-    for (meta, _) in chosen {
-        let idx = store.load(&meta.id)?;
-        scripts += write_env_files(stage, store, &idx, &layout)?;
+    for (_, dist_files) in &files {
+        write_env_files(stage, store, dist_files)?;
+        scripts += dist_files
+            .iter()
+            .filter(|f| f.path.starts_with("bin/"))
+            .count();
     }
     Ok((scripts, view))
 }
 
-/// Two dists writing different bytes to one path outside site-packages
-/// (a script, header or data file) conflict, as they do inside it.
-fn check_env_file_conflicts(
+/// The env files (scripts, headers, data) of each dist, by dist id.
+fn all_env_files(
     store: &Store,
     layout: &EnvLayout,
     ids: &[&str],
-) -> Result<(), EnvError> {
-    let mut seen: std::collections::HashMap<String, (String, crate::hashing::Digest)> =
+) -> Result<Vec<(String, Vec<EnvFile>)>, EnvError> {
+    ids.iter()
+        .map(|id| {
+            Ok((
+                id.to_string(),
+                dist_env_files(store, &*store.load(id)?, layout)?,
+            ))
+        })
+        .collect()
+}
+
+fn dist_env_files(
+    store: &Store,
+    idx: &DistIndex,
+    layout: &EnvLayout,
+) -> Result<Vec<EnvFile>, EnvError> {
+    Ok(env_files(idx, layout, &|d| fs::read(store.object_path(d))).map_err(io_at(store.root()))?)
+}
+
+/// Two dists writing different bytes to one path outside site-packages
+/// (a script, header or data file) conflict, as they do inside it.
+fn check_env_file_conflicts(files: &[(String, Vec<EnvFile>)]) -> Result<(), EnvError> {
+    let mut seen: std::collections::HashMap<&str, (&str, crate::hashing::Digest)> =
         Default::default();
-    for id in ids {
-        let idx = store.load(id)?;
-        let files = env_files(&idx, layout, &|d| fs::read(store.object_path(d)))
-            .map_err(io_at(store.root()))?;
-        for f in files {
-            match seen.get(&f.path) {
+    for (id, dist_files) in files {
+        for f in dist_files {
+            match seen.get(f.path.as_str()) {
                 Some((first, digest)) if *digest != f.sha256 => {
                     return Err(EnvError::Other(format!(
-                        "file conflict: {} is provided by both {first} and {} with different content",
-                        f.path, idx.meta.id
+                        "file conflict: {} is provided by both {first} and {id} with different content",
+                        f.path
                     )))
                 }
                 Some(_) => {}
                 None => {
-                    seen.insert(f.path.clone(), (idx.meta.id.clone(), f.sha256));
+                    seen.insert(&f.path, (id, f.sha256));
                 }
             }
         }
@@ -291,16 +312,8 @@ fn check_env_file_conflicts(
 
 /// Copy a dist's scripts, headers and data into the venv. Copies, not
 /// links: editing a file in one venv must never change the store.
-fn write_env_files(
-    root: &Path,
-    store: &Store,
-    idx: &DistIndex,
-    layout: &EnvLayout,
-) -> Result<usize, EnvError> {
-    let files =
-        env_files(idx, layout, &|d| fs::read(store.object_path(d))).map_err(io_at(store.root()))?;
-    let mut in_bin = 0;
-    for f in &files {
+fn write_env_files(root: &Path, store: &Store, files: &[EnvFile]) -> Result<(), EnvError> {
+    for f in files {
         let dest = root.join(&f.path);
         if let Some(dir) = dest.parent() {
             fs::create_dir_all(dir).map_err(io_at(dir))?;
@@ -313,9 +326,8 @@ fn write_env_files(
         let mode = if f.executable { 0o755 } else { 0o644 };
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&dest, fs::Permissions::from_mode(mode)).map_err(io_at(&dest))?;
-        in_bin += usize::from(f.path.starts_with("bin/"));
     }
-    Ok(in_bin)
+    Ok(())
 }
 
 fn finish_dir(stage: &Path, paths: &EnvPaths) -> Result<(), EnvError> {
@@ -443,10 +455,13 @@ pub fn add(venv: &Path, sources: &Sources, quiet: bool) -> Result<usize, EnvErro
     let layout = paths.layout(&m);
     build_view(&m, &paths.manifest, UNIX_EPOCH)?;
     let ids: Vec<&str> = m.dists.iter().map(|d| d.id.as_str()).collect();
-    check_env_file_conflicts(&store, &layout, &ids)?;
-    for meta in &added {
-        let idx = store.load(&meta.id)?;
-        write_env_files(&paths.venv, &store, &idx, &layout)?;
+    let files = all_env_files(&store, &layout, &ids)?;
+    check_env_file_conflicts(&files)?;
+    for (_, dist_files) in files
+        .iter()
+        .filter(|(id, _)| added.iter().any(|a| &a.id == id))
+    {
+        write_env_files(&paths.venv, &store, dist_files)?;
     }
     replace_manifest(&paths, &m)?;
     Ok(added.len())
@@ -462,11 +477,9 @@ pub fn repair(venv: &Path) -> Result<usize, EnvError> {
     let layout = paths.layout(&m);
     let mut written = 0;
     for d in &m.dists {
-        let idx = store.load(&d.id)?;
-        written += env_files(&idx, &layout, &|o| fs::read(store.object_path(o)))
-            .map_err(io_at(store.root()))?
-            .len();
-        write_env_files(&paths.venv, &store, &idx, &layout)?;
+        let files = dist_env_files(&store, &*store.load(&d.id)?, &layout)?;
+        write_env_files(&paths.venv, &store, &files)?;
+        written += files.len();
     }
     Ok(written)
 }
@@ -499,12 +512,12 @@ pub fn remove(venv: &Path, names: &[String]) -> Result<usize, EnvError> {
     replace_manifest(&paths, &m)?;
     let layout = paths.layout(&m);
     for d in &gone {
-        if let Ok(idx) = store.load(&d.id) {
-            for f in
-                env_files(&idx, &layout, &|o| fs::read(store.object_path(o))).unwrap_or_default()
-            {
-                let _ = fs::remove_file(paths.venv.join(&f.path));
-            }
+        let files = store
+            .load(&d.id)
+            .map_err(EnvError::from)
+            .and_then(|idx| dist_env_files(&store, &idx, &layout));
+        for f in files.unwrap_or_default() {
+            let _ = fs::remove_file(paths.venv.join(&f.path));
         }
     }
     Ok(gone.len())
