@@ -247,13 +247,19 @@ pub fn check_mountpoint(p: &Path) -> Result<PathBuf, MountError> {
 
 /// Whether `/proc/self/mountinfo` lists `p` as a mount point.
 pub fn is_mount_point(p: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
+    mount_device(p).is_some()
+}
+
+/// The `major:minor` device of the topmost mount on `p`, from mountinfo
+/// (no request reaches the filesystem). Every FUSE connection has its own
+/// device, so this tells one mount at a path from a later one.
+fn mount_device(p: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = p.as_os_str().as_bytes();
     info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|m| unescape_mountinfo(m).as_slice() == want)
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .rfind(|f| f.len() > 4 && unescape_mountinfo(f[4]).as_slice() == want)
+        .map(|f| f[2].to_string())
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
@@ -578,6 +584,7 @@ fn spawn_watchdog(mountpoint: &Path) -> Result<Watchdog, MountError> {
     let (rd, wr) = pipe()?;
     let target = CString::new(mountpoint.as_os_str().as_bytes())
         .map_err(|e| MountError::Sys(e.to_string()))?;
+    let device = mount_device(mountpoint);
     // SAFETY: single-threaded here; the child only makes syscalls and
     // exits with _exit.
     match unsafe { libc::fork() } {
@@ -585,7 +592,7 @@ fn spawn_watchdog(mountpoint: &Path) -> Result<Watchdog, MountError> {
             "fork: {}",
             std::io::Error::last_os_error()
         ))),
-        0 => watchdog_main(rd.as_raw_fd(), &target),
+        0 => watchdog_main(rd.as_raw_fd(), &target, device),
         _ => {
             drop(rd);
             Ok(Watchdog(wr))
@@ -593,7 +600,7 @@ fn spawn_watchdog(mountpoint: &Path) -> Result<Watchdog, MountError> {
     }
 }
 
-fn watchdog_main(rd: RawFd, target: &CString) -> ! {
+fn watchdog_main(rd: RawFd, target: &CString, device: Option<String>) -> ! {
     // SAFETY: syscalls, and reading mountinfo, which allocates: fine, as
     // the daemon forks the watchdog while it is still single-threaded.
     unsafe {
@@ -614,10 +621,12 @@ fn watchdog_main(rd: RawFd, target: &CString) -> ! {
                 break;
             }
         }
-        // Touch the path only if something is still mounted on it: after
-        // an unmount (say, an autofs expiry) the path may be an automount
-        // trigger, and stat-ing it would mount the environment again.
-        if !is_mount_point(Path::new(std::ffi::OsStr::from_bytes(target.as_bytes()))) {
+        // Touch the path only if our own mount is still there: after an
+        // unmount the path may be an automount trigger (stat-ing it would
+        // mount the environment again) or hold a newer mount of the same
+        // manifest, which is not ours to clear.
+        let now = mount_device(Path::new(std::ffi::OsStr::from_bytes(target.as_bytes())));
+        if device.is_none() || now != device {
             libc::_exit(0)
         }
         // Force a request to the daemon: a cached attribute would make a
