@@ -26,32 +26,10 @@ trap cleanup EXIT
 cleanup
 mkdir -p "$W"
 
+UV_CACHE=$W/uv-cache
 log "warming: store ingest and uv cache"
-"$SITEFS" store add -q --store "$STORE" --python "$PY" "$WHEELS"
-UV_CACHE_DIR=$W/uv-cache "$UV" venv -q "$W/uv-warm" --python "$PY"
-UV_CACHE_DIR=$W/uv-cache "$UV" pip install -q --python "$W/uv-warm/bin/python" \
-    --no-deps --offline --no-index --find-links "$WHEELS" "${WHEEL_FILES[@]}"
-rm -rf "$W/uv-warm"
-
-make_env() { # TOOL DIR
-    case $1 in
-        sitefs) "$SITEFS" env create -q --store "$STORE" "$2" --python "$PY" "$WHEELS" ;;
-        uv | uvc)
-            local extra=()
-            [ "$1" = uvc ] && extra=(--compile-bytecode)
-            UV_CACHE_DIR=$W/uv-cache "$UV" venv -q "$2" --python "$PY" &&
-                UV_CACHE_DIR=$W/uv-cache "$UV" pip install -q --python "$2/bin/python" \
-                    --no-deps --offline --no-index --find-links "$WHEELS" "${extra[@]}" "${WHEEL_FILES[@]}"
-            ;;
-        pip)
-            "$PY" -m venv "$2" &&
-                "$2/bin/pip" install -q --no-index --find-links "$WHEELS" --no-deps "${WHEEL_FILES[@]}"
-            ;;
-    esac
-}
-remove_env() { # TOOL DIR
-    if [ "$1" = sitefs ]; then "$SITEFS" env rm "$2"; else rm -rf "$2"; fi
-}
+ingest_store "$STORE"
+warm_uv_cache
 
 TOOLS=(sitefs uv uvc pip)
 declare -A T D

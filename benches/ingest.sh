@@ -32,18 +32,7 @@ print(wb, nf, ub)
 PY
 )
 
-sitefs_run() {
-    "$SITEFS" store add -q --store "$W/store" --python "$PY" "$WHEELS"
-}
-pip_run() {
-    "$PY" -m venv "$W/pip-venv" &&
-        "$W/pip-venv/bin/pip" install -q --no-index --find-links "$WHEELS" --no-deps "${WHEEL_FILES[@]}"
-}
-uv_run() { # [--compile-bytecode]
-    UV_CACHE_DIR=$W/uv-cache "$UV" venv -q "$W/uv-venv" --python "$PY" &&
-        UV_CACHE_DIR=$W/uv-cache "$UV" pip install -q --python "$W/uv-venv/bin/python" \
-            --no-deps --offline --no-index --find-links "$WHEELS" "$@" "${WHEEL_FILES[@]}"
-}
+UV_CACHE=$W/uv-cache
 
 declare -A T S   # T[tool] = wall times, S[tool] = sync-after times
 TOOLS=(sitefs pip uv uvc)
@@ -54,10 +43,9 @@ for i in $(seq 1 "$N"); do
         rm -rf "$W/store" "$W/pip-venv" "$W/uv-venv" "$W/uv-cache"
         sync
         case $tool in
-        sitefs) timed sitefs_run ;;
-        pip) timed pip_run ;;
-        uv) timed uv_run ;;
-        uvc) timed uv_run --compile-bytecode ;;
+        sitefs) timed ingest_store "$W/store" ;;
+        pip) timed make_env pip "$W/pip-venv" ;;
+        uv | uvc) timed make_env "$tool" "$W/uv-venv" ;;
         esac
         wall=$TIME
         timed sync

@@ -152,3 +152,152 @@ env_header() {
 - N = $N runs per measurement, medians shown (min–max in brackets)
 EOT
 }
+
+# ---- environments --------------------------------------------------------
+# The scripts build the same kinds of environment from the wheel set; they
+# share these so that every figure measures the same commands.
+
+# ingest_store STORE: every wheel into STORE, with bytecode for PY.
+ingest_store() {
+    "$SITEFS" store add -q --store "$1" --python "$PY" "$WHEELS"
+}
+
+# make_env TOOL DIR [SITEFS_MOUNT_OPTS]: one venv holding the whole wheel set.
+#   sitefs  `sitefs env create` from STORE (warm: ingest_store first)
+#   uv      `uv venv` + `uv pip install --offline` with UV_CACHE (hard links)
+#   uvc     the same with --compile-bytecode
+#   pip     `python -m venv` + `pip install --no-index` (pip compiles)
+make_env() {
+    case $1 in
+        sitefs)
+            local opts=()
+            [ -n "${3:-}" ] && opts=(-o "$3")
+            "$SITEFS" env create -q --store "$STORE" "${opts[@]}" "$2" --python "$PY" "$WHEELS"
+            ;;
+        uv | uvc)
+            local extra=()
+            [ "$1" = uvc ] && extra=(--compile-bytecode)
+            UV_CACHE_DIR=$UV_CACHE "$UV" venv -q "$2" --python "$PY" &&
+                UV_CACHE_DIR=$UV_CACHE "$UV" pip install -q --python "$2/bin/python" \
+                    --no-deps --offline --no-index --find-links "$WHEELS" "${extra[@]}" "${WHEEL_FILES[@]}"
+            ;;
+        pip)
+            "$PY" -m venv "$2" &&
+                "$2/bin/pip" install -q --no-index --find-links "$WHEELS" --no-deps "${WHEEL_FILES[@]}"
+            ;;
+        *) die "make_env: unknown tool $1" ;;
+    esac
+}
+remove_env() { # TOOL DIR
+    if [ "$1" = sitefs ]; then "$SITEFS" env rm "$2"; else rm -rf "$2"; fi
+}
+# Fill UV_CACHE with one untimed install, so later uv installs are warm.
+warm_uv_cache() {
+    make_env uv "$W/uv-warm"
+    rm -rf "$W/uv-warm"
+}
+
+# ---- using an environment --------------------------------------------------
+# These write scratch files under W, the calling script's work dir.
+
+# import_run PYTHON MPLCONFIGDIR: a fresh process importing the heavy stack
+# (benches/imports.py). TIME = process wall s, INPROC = s spent in the
+# import statements.
+import_run() {
+    timed env MPLBACKEND=Agg MPLCONFIGDIR="$2" "$1" "$BENCH_DIR/imports.py" >"$W/import.out"
+    INPROC=$(<"$W/import.out")
+}
+# check_imports_from PYTHON MPLCONFIGDIR SITE: numpy must come from SITE.
+check_imports_from() {
+    local where
+    where=$(MPLBACKEND=Agg MPLCONFIGDIR="$2" "$1" "$BENCH_DIR/where.py")
+    log "$3: $(echo "$where" | tr '\n' ' ')"
+    [[ $where == "$3"/* ]] || die "$1 imports numpy from the wrong place"
+}
+# piplist_run SITE OUT: the base interpreter's `pip list` of SITE (a sitefs
+# venv has no pip of its own, so both sides use the same pip).
+piplist_run() {
+    timed "$PY" -m pip list --path "$1" >"$2"
+}
+# entrypoints_run PYTHON: importlib.metadata's scan of every dist.
+entrypoints_run() {
+    timed "$1" -c 'import importlib.metadata as m; m.entry_points()'
+}
+
+build_openread() {
+    OPENREAD=$W/openread
+    gcc -O2 -o "$OPENREAD" "$BENCH_DIR/openread.c"
+}
+# openread_run LIST PASSES: TIME = µs per open + read 4 KiB + close.
+openread_run() {
+    TIME=$("$OPENREAD" "$1" "$2")
+}
+
+# make_file_list NATIVE_SITE SITEFS_SITE: 1000 small .py files spread over
+# the whole tree, the same relative paths on both sides (only files both
+# have: a pip venv also holds pip and setuptools), as $W/files.native and
+# $W/files.sitefs. NFILES = their count.
+make_file_list() {
+    "$PY" - "$1" "$2" "$W/files.rel" <<'PY'
+import os, sys
+root, mnt, out = sys.argv[1:]
+cand = []
+for d, dirs, files in os.walk(root):
+    dirs.sort()
+    for f in sorted(files):
+        p = os.path.join(d, f)
+        rel = os.path.relpath(p, root)
+        if f.endswith(".py") and os.path.getsize(p) <= 4096 and os.path.isfile(os.path.join(mnt, rel)):
+            cand.append(rel)
+step = max(1, len(cand) // 1000)
+with open(out, "w") as fh:
+    fh.write("\n".join(cand[::step][:1000]) + "\n")
+PY
+    sed "s|^|$1/|" "$W/files.rel" >"$W/files.native"
+    sed "s|^|$2/|" "$W/files.rel" >"$W/files.sitefs"
+    NFILES=$(wc -l <"$W/files.rel")
+}
+
+# ---- mounts and daemons ----------------------------------------------------
+
+# daemon_pid KEY: the daemon serving a mount whose command line names KEY
+# (the mountpoint for `sitefs mount`, the venv for `sitefs env create`):
+# of the matching processes (daemon and its watchdog) it is the one holding
+# /dev/fuse.
+daemon_pid() {
+    local p
+    for p in $(mount_pids "$1"); do
+        if find "/proc/$p/fd" -lname /dev/fuse 2>/dev/null | grep -q .; then
+            echo "$p"
+            return
+        fi
+    done
+}
+# mount_pids KEY: every process (daemon, watchdog) whose command line names KEY.
+mount_pids() {
+    local p c
+    for p in /proc/[0-9]*; do
+        c=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
+        [[ "$c" == *sitefs*" $1 "* ]] && echo "${p#/proc/}"
+    done
+    return 0
+}
+proc_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+pss_kb() { awk '$1 == "Pss:" { print $2 }' "/proc/$1/smaps_rollup"; }
+# Wait (up to 5 s) for the daemon of KEY to be gone.
+wait_daemon_gone() {
+    local i
+    for i in $(seq 50); do
+        [ -z "$(daemon_pid "$1")" ] && return
+        sleep 0.1
+    done
+    log "warning: daemon for $1 still running after umount"
+}
+# Mounts under W (left by this run, or by a killed earlier one).
+stale_mounts() { awk -v w="$W/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo; }
+umount_all() {
+    local m
+    for m in $(stale_mounts); do
+        "$SITEFS" umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+    done
+}

@@ -24,15 +24,8 @@ build_sitefs
 W=$CACHE/work-mount
 MNT=$W/sitefs-venv/lib/python$PYVER/site-packages   # set again below
 # Clear mounts a killed earlier run may have left under $W.
-stale_mounts() { awk -v w="$W/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo; }
 for m in $(stale_mounts); do umount -l "$m" || true; done
-
-cleanup() {
-    local m
-    for m in $(stale_mounts); do
-        "$SITEFS" umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-    done
-}
+cleanup() { umount_all; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -42,7 +35,7 @@ mkdir -p "$W"
 # ---- setup ---------------------------------------------------------------
 
 log "store: ingesting ${#WHEEL_FILES[@]} wheels with bytecode for $PY"
-timed "$SITEFS" store add -q --store "$W/store" --python "$PY" "$WHEELS"
+timed ingest_store "$W/store"
 INGEST_TIME=$TIME
 # `store ls` shows names as written in METADATA; `manifest new` matches
 # PEP 503-normalized names.
@@ -53,104 +46,25 @@ CHECK=$("$SITEFS" manifest check "$W/env.toml")
 log "manifest: $CHECK"
 
 log "native venv: python -m venv + pip install"
-"$PY" -m venv "$W/native-venv"
-"$W/native-venv/bin/pip" install -q --no-index --no-deps "${WHEEL_FILES[@]}"
+make_env pip "$W/native-venv"
 NATIVE_SP=$W/native-venv/lib/python$PYVER/site-packages
 
 # The sitefs venv: a venv without pip whose site-packages IS the mount.
 "$PY" -m venv --without-pip "$W/sitefs-venv"
 MNT=$W/sitefs-venv/lib/python$PYVER/site-packages
 
-cat >"$W/imports.py" <<'PY'
-import time
-t0 = time.perf_counter()
-import numpy, pandas, scipy.stats, django, sqlalchemy, matplotlib.pyplot
-import requests, cryptography, pydantic, boto3, lxml.etree, PIL.Image, yaml, flask
-print(f"{time.perf_counter() - t0:.6f}")
-PY
-cat >"$W/where.py" <<'PY'
-import os, sys, numpy, matplotlib.pyplot
-print(numpy.__file__)
-print("pyc-present" if os.path.exists(numpy.__cached__) else "pyc-MISSING")
-print("dont_write_bytecode", sys.flags.dont_write_bytecode)
-PY
-
-gcc -O2 -o "$W/openread" "$BENCH_DIR/openread.c"
-
-
-# 1000 small .py files spread over the whole tree, same relative paths on
-# both sides (only files both trees have: the native venv also holds pip
-# and setuptools). Needs the mount.
-make_file_list() {
-    [ -s "$W/files.rel" ] && return
-    "$PY" - "$NATIVE_SP" "$MNT" "$W/files.rel" <<'PY'
-import os, sys
-root, mnt, out = sys.argv[1:]
-cand = []
-for d, dirs, files in os.walk(root):
-    dirs.sort()
-    for f in sorted(files):
-        p = os.path.join(d, f)
-        rel = os.path.relpath(p, root)
-        if f.endswith(".py") and os.path.getsize(p) <= 4096 and os.path.isfile(os.path.join(mnt, rel)):
-            cand.append(rel)
-step = max(1, len(cand) // 1000)
-with open(out, "w") as fh:
-    fh.write("\n".join(cand[::step][:1000]) + "\n")
-PY
-    sed "s|^|$NATIVE_SP/|" "$W/files.rel" >"$W/files.native"
-    sed "s|^|$MNT/|" "$W/files.rel" >"$W/files.sitefs"
-    NFILES=$(wc -l <"$W/files.rel")
-}
+build_openread
 NFILES=0
 
 # ---- helpers -------------------------------------------------------------
 
 venv_python() { case $1 in native) echo "$W/native-venv/bin/python" ;; sitefs) echo "$W/sitefs-venv/bin/python" ;; esac; }
 site_dir() { case $1 in native) echo "$NATIVE_SP" ;; sitefs) echo "$MNT" ;; esac; }
-
-# One import run in a fresh process: TIME = process wall s, INPROC = s
-# spent in the import statements.
-import_run() {
-    local py
-    py=$(venv_python "$1")
-    timed env MPLBACKEND=Agg MPLCONFIGDIR="$W/mpl-$1" "$py" "$W/imports.py" >"$W/import.out"
-    INPROC=$(cat "$W/import.out")
-}
-piplist_run() {
-    timed "$PY" -m pip list --path "$(site_dir "$1")" >"$W/piplist-$1.out"
-}
-openread_run() {
-    TIME=$("$W/openread" "$W/files.$1" "$PASSES")
-}
-
-# The daemon serving $1: its cmdline names the mountpoint; of the matching
-# processes (daemon and its watchdog child) it is the one whose parent is
-# not another match.
-daemon_pid() {
-    local p c pids=() pp
-    for p in /proc/[0-9]*; do
-        c=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
-        [[ $c == *sitefs*" mount "*" $1 "* ]] && pids+=("${p#/proc/}")
-    done
-    for p in "${pids[@]}"; do
-        pp=$(awk '/^PPid:/ { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
-        [[ " ${pids[*]} " == *" $pp "* ]] || { echo "$p"; return; }
-    done
-}
-proc_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+side_import() { import_run "$(venv_python "$1")" "$W/mpl-$1"; }
+side_piplist() { piplist_run "$(site_dir "$1")" "$W/piplist-$1.out"; }
 
 do_mount() { "$SITEFS" mount -o "open=$1" "$W/env.toml" "$MNT"; }
 do_umount() { "$SITEFS" umount "$MNT"; }
-# Wait (up to 5 s) for the daemon of the last mount to be gone.
-wait_daemon_gone() {
-    local i
-    for i in $(seq 50); do
-        [ -z "$(daemon_pid "$MNT")" ] && return
-        sleep 0.1
-    done
-    log "warning: daemon for $MNT still running after umount"
-}
 
 # ---- measurements --------------------------------------------------------
 
@@ -166,18 +80,14 @@ bench_mode() {
     [ -n "$pid" ] || die "no daemon found for $MNT"
     R[$mode.rss0]=$(proc_kb "$pid" VmRSS)
     for side in native sitefs; do
-        local where
-        where=$(MPLBACKEND=Agg MPLCONFIGDIR="$W/mpl-$side" "$(venv_python "$side")" "$W/where.py")
-        log "$side: $(echo "$where" | tr '\n' ' ')"
-        [[ $where == "$(site_dir "$side")"/* ]] || die "$side imports numpy from the wrong place"
+        check_imports_from "$(venv_python "$side")" "$W/mpl-$side" "$(site_dir "$side")"
     done
 
     log "(a) import, warm page cache"
-    import_run native
-    import_run sitefs
+    for side in native sitefs; do side_import "$side"; done
     for i in $(seq "$N"); do
         for side in native sitefs; do
-            import_run "$side"
+            side_import "$side"
             sample "$mode.warm.$side" "$TIME"
             sample "$mode.warmin.$side" "$INPROC"
         done
@@ -187,7 +97,7 @@ bench_mode() {
     for i in $(seq "$N"); do
         for side in native sitefs; do
             drop_caches
-            import_run "$side"
+            side_import "$side"
             sample "$mode.cold.$side" "$TIME"
             sample "$mode.coldin.$side" "$INPROC"
         done
@@ -199,28 +109,27 @@ bench_mode() {
     R[$mode.threads]=$(proc_kb "$pid" Threads)
 
     log "(b) pip list"
-    piplist_run native
-    piplist_run sitefs
+    for side in native sitefs; do side_piplist "$side"; done
     for i in $(seq "$N"); do
         for side in native sitefs; do
-            piplist_run "$side"
+            side_piplist "$side"
             sample "$mode.piplist.$side" "$TIME"
         done
     done
     R[$mode.piplistn.native]=$(($(wc -l <"$W/piplist-native.out") - 2))
     R[$mode.piplistn.sitefs]=$(($(wc -l <"$W/piplist-sitefs.out") - 2))
 
-    make_file_list
+    [ -s "$W/files.rel" ] || make_file_list "$NATIVE_SP" "$MNT"
     log "(c) open+read+close x $NFILES files x $PASSES passes"
     for i in $(seq "$N"); do
         for side in native sitefs; do
-            openread_run "$side"
+            openread_run "$W/files.$side" "$PASSES"
             sample "$mode.openread.$side" "$TIME"
         done
     done
 
     do_umount
-    wait_daemon_gone
+    wait_daemon_gone "$MNT"
 
     log "(d) mount/umount cycles, warm and cold page cache"
     for i in $(seq "$N"); do
@@ -228,12 +137,12 @@ bench_mode() {
         sample "$mode.mount" "$TIME"
         timed do_umount
         sample "$mode.umount" "$TIME"
-        wait_daemon_gone
+        wait_daemon_gone "$MNT"
         drop_caches
         timed do_mount "$mode"
         sample "$mode.mountcold" "$TIME"
         do_umount
-        wait_daemon_gone
+        wait_daemon_gone "$MNT"
     done
 }
 
