@@ -122,6 +122,7 @@ build_sitefs() {
         mv -f "$CACHE/bin/sitefs.new" "$CACHE/bin/sitefs"
         SITEFS=$CACHE/bin/sitefs
     fi
+    [ -n "${SITEFS_REV:-}" ] && return   # given with SITEFS: what that binary was built from
     SITEFS_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
     if [ -n "$(git -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
         SITEFS_REV="$SITEFS_REV+dirty"
