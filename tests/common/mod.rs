@@ -5,12 +5,14 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod bomb;
+pub mod envs;
 pub mod ext;
 pub mod mounts;
 pub mod process;
 pub mod rawzip;
 pub mod wheel;
 
+pub use envs::*;
 pub use ext::{build_extension_module, ext_suffix, python_eval, EXT_MAGIC};
 pub use mounts::{is_mounted, mountinfo_entries, unescape_mountinfo, wait_for, DEADLINE};
 pub use process::{
