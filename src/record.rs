@@ -1,7 +1,8 @@
 //! The installed `RECORD` of a dist in an environment: every file really
 //! installed, as pip writes it (sorted, sha256 and size for files, empty
-//! fields for pycs and RECORD itself). pip reads it to describe and
-//! uninstall a dist, so generated scripts must be in it too.
+//! fields for pycs and RECORD itself, CRLF line ends: pip's `csv.writer`
+//! default, so the file is byte-identical to pip's). pip reads it to
+//! describe and uninstall a dist, so generated scripts must be in it too.
 
 use std::collections::HashMap;
 
@@ -71,6 +72,6 @@ pub fn installed_record(
     rows.sort();
     rows.dedup();
     rows.into_iter()
-        .map(|(p, f)| format!("{},{f}\n", csv_field(&p)))
+        .map(|(p, f)| format!("{},{f}\r\n", csv_field(&p)))
         .collect()
 }
