@@ -13,14 +13,16 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
 use fuser::{Config, MountOption, Session, SessionACL};
 use log::{error, info};
 
 use crate::fs::{OpenMode, SiteFs, ViewState};
+use crate::lock::UseGuard;
 use crate::manifest::{build_view, Manifest, ManifestError};
+use crate::roots::MountRoot;
 use crate::store::Store;
 use crate::view::View;
 
@@ -174,19 +176,34 @@ pub struct Prepared {
     pub store: Store,
     pub view: View,
     pub mountpoint: PathBuf,
+    /// The store ids the view serves: the mount's gc root.
+    pub dists: Vec<String>,
+    /// Keeps gc out from loading the view until the mount's root is
+    /// recorded (see [`crate::lock`]).
+    pub guard: Option<UseGuard>,
 }
 
 /// Check a manifest and a mountpoint.
 pub fn prepare(manifest: &Path, mountpoint: &Path) -> Result<Prepared, MountError> {
     let manifest = std::path::absolute(manifest).unwrap_or(manifest.to_path_buf());
-    let (store, view) = load_view(&manifest)?;
+    let guard = use_store(&manifest);
+    let (store, view, dists) = load_view(&manifest)?;
     let mountpoint = check_mountpoint(mountpoint)?;
     Ok(Prepared {
         manifest,
         store,
         view,
         mountpoint,
+        dists,
+        guard,
     })
+}
+
+/// Announce use of the manifest's store to gc (nothing if the manifest
+/// cannot be read: loading it fails right after with the real error).
+fn use_store(manifest: &Path) -> Option<UseGuard> {
+    let m = Manifest::load(manifest).ok()?;
+    Some(UseGuard::acquire(&m.store_path(manifest)))
 }
 
 /// Mount a manifest; returns once the mount is live (daemon mode) or
@@ -204,6 +221,11 @@ pub fn launch(p: Prepared, opts: &MountOpts, foreground: bool) -> Result<(), Mou
         return serve(p, opts, None);
     }
     let Some(status) = daemonize()? else {
+        // The parent is about to exit: freeing the view and the store's
+        // cached indexes would only cost time (and copy-on-write faults on
+        // pages shared with the child) between the mount going live and
+        // the command returning.
+        std::mem::forget((p.view, p.store));
         return Ok(());
     };
     let result = serve(p, opts, Some(status));
@@ -216,12 +238,13 @@ pub fn launch(p: Prepared, opts: &MountOpts, foreground: bool) -> Result<(), Mou
 /// Load and check a manifest, building its view. The view's directory
 /// mtime is the manifest's mtime: stable across remounts, and changed
 /// whenever the manifest is rewritten.
-pub fn load_view(manifest_path: &Path) -> Result<(Store, View), ManifestError> {
+pub fn load_view(manifest_path: &Path) -> Result<(Store, View, Vec<String>), ManifestError> {
     let m = Manifest::load(manifest_path)?;
     let mtime = std::fs::metadata(manifest_path)
         .and_then(|m| m.modified())
         .unwrap_or(UNIX_EPOCH);
-    build_view(&m, manifest_path, mtime)
+    let (store, view) = build_view(&m, manifest_path, mtime)?;
+    Ok((store, view, m.dists.into_iter().map(|d| d.id).collect()))
 }
 
 /// The mountpoint must be an existing directory that is not already a
@@ -394,6 +417,7 @@ fn serve(p: Prepared, opts: &MountOpts, status: Option<Status>) -> Result<(), Mo
         .clone()
         .unwrap_or_else(|| p.manifest.display().to_string());
     let state = ViewState::new(p.view);
+    let store = p.store.clone();
     let fs = SiteFs::new(state.clone(), p.store, opts.open);
     let session = match Session::new(fs, &p.mountpoint, &fuse_config(opts, &fsname)) {
         Ok(s) => s,
@@ -411,8 +435,13 @@ fn serve(p: Prepared, opts: &MountOpts, status: Option<Status>) -> Result<(), Mo
         Ok(w) => w,
         Err(e) => return Err(fail(status, e)),
     };
+    let root = match MountRoot::register(&store, &p.mountpoint, &p.manifest, &p.dists) {
+        Ok(r) => Arc::new(Mutex::new(r)),
+        Err(e) => return Err(fail(status, MountError::Sys(e.to_string()))),
+    };
+    drop(p.guard);
     let notifier = session.notifier();
-    if let Err(e) = watch_manifest(&p.manifest, state, notifier) {
+    if let Err(e) = watch_manifest(&p.manifest, state, notifier, root.clone()) {
         log::warn!(
             "live reload disabled: cannot watch {}: {e}",
             p.manifest.display()
@@ -424,6 +453,7 @@ fn serve(p: Prepared, opts: &MountOpts, status: Option<Status>) -> Result<(), Mo
     }
     notify_systemd_ready();
     let result = run_until_signalled(session, &p.mountpoint, &signals);
+    root.lock().unwrap_or_else(|e| e.into_inner()).remove();
     drop(watchdog);
     result
 }
@@ -454,6 +484,7 @@ fn watch_manifest(
     manifest: &Path,
     state: Arc<ViewState>,
     notifier: fuser::Notifier,
+    root: Arc<Mutex<MountRoot>>,
 ) -> std::io::Result<()> {
     let dir = manifest.parent().unwrap_or(Path::new("/")).to_path_buf();
     let name = manifest
@@ -483,8 +514,17 @@ fn watch_manifest(
                 if n == 0 || !inotify_names(&buf[..n]).any(|e| e == name.as_bytes()) {
                     continue;
                 }
+                let _use = use_store(&manifest);
                 match load_view(&manifest) {
-                    Ok((_, view)) => {
+                    Ok((_, view, dists)) => {
+                        let recorded = root
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .update(&dists);
+                        if let Err(e) = recorded {
+                            log::error!("not reloading: cannot record the mount's gc root: {e}");
+                            continue;
+                        }
                         let changes = state.replace(view);
                         crate::fs::invalidate(&notifier, &changes);
                         info!(
@@ -519,6 +559,16 @@ fn mount_error(mountpoint: &Path, e: &std::io::Error) -> MountError {
     let msg = e.to_string();
     if msg.contains("user_allow_other") {
         return MountError::NeedsUserAllowOther;
+    }
+    // SAFETY: plain syscalls on a static NUL-terminated path.
+    let no_dev_fuse = unsafe {
+        libc::geteuid() != 0 && libc::access(c"/dev/fuse".as_ptr(), libc::R_OK | libc::W_OK) != 0
+    };
+    if no_dev_fuse {
+        return MountError::Mount {
+            mountpoint: mountpoint.display().to_string(),
+            err: "this user may not open /dev/fuse: ask an admin to allow FUSE (distributions ship it crw-rw-rw-; `chmod 0666 /dev/fuse`)".into(),
+        };
     }
     MountError::Mount {
         mountpoint: mountpoint.display().to_string(),
@@ -666,10 +716,26 @@ fn watchdog_main(rd: RawFd, target: &CString, device: Option<String>) -> ! {
 fn lazy_unmount(p: &Path) -> std::io::Result<()> {
     let c = CString::new(p.as_os_str().as_bytes())?;
     // SAFETY: c is a valid C string.
-    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-        return Err(std::io::Error::last_os_error());
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+        return Ok(());
     }
-    Ok(())
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::EPERM) {
+        return Err(err);
+    }
+    // Not root: the setuid helper may unmount what this user mounted.
+    let status = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg("-z")
+        .arg("--")
+        .arg(p)
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(err)
+    }
 }
 
 /// `sitefs umount`: unmount directly as root, through fusermount3

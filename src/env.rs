@@ -17,8 +17,10 @@ use crate::daemon::{self, MountError, MountOpts, Prepared};
 use crate::dist_index::{DistIndex, DistMeta};
 use crate::ingest;
 use crate::interpreter::Interpreter;
+use crate::lock::UseGuard;
 use crate::manifest::{build_view, DistRef, EnvSpec, Manifest, ManifestError};
 use crate::resolve::{self, ResolveError, Sources};
+use crate::roots;
 use crate::scripts::{env_files, EnvContent, EnvFile, EnvLayout};
 use crate::store::{io_at, Store, StoreError};
 use crate::venv;
@@ -114,7 +116,9 @@ pub fn create(req: CreateRequest) -> Result<Created, EnvError> {
         return Err(EnvError::Exists(req.venv.display().to_string()));
     }
     let t0 = Instant::now();
-    let store = Store::create(&req.store)?;
+    let store = Store::open_or_create(&req.store)?;
+    // Until the env's root is recorded, gc must not run (see crate::lock).
+    let _use = UseGuard::acquire(store.root());
     let interp = probe(&store, req.python.as_ref())?;
     log::debug!("probed {} at {:.1?}", interp.cache_tag, t0.elapsed());
     let chosen = resolve_sources(&store, &interp, &req.sources, req.quiet)?;
@@ -137,6 +141,8 @@ pub fn create(req: CreateRequest) -> Result<Created, EnvError> {
                 store: store.clone(),
                 view,
                 mountpoint,
+                dists: manifest.dists.iter().map(|d| d.id.clone()).collect(),
+                guard: None,
             };
             daemon::launch(p, &req.mount, false)
         })
@@ -145,7 +151,7 @@ pub fn create(req: CreateRequest) -> Result<Created, EnvError> {
         let _ = fs::remove_dir_all(&paths.venv);
         return Err(e);
     }
-    register(&store, &paths);
+    register(&store, &paths, &manifest)?;
     log::debug!("mounted at {:.1?}", t0.elapsed());
     Ok(Created {
         venv: paths.venv,
@@ -170,6 +176,9 @@ fn resolve_sources(
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let pools = [CompilerPool::lazy(interp, workers)];
     let chosen = resolve::resolve(store, interp, sources, &mut |wheels: &[PathBuf]| {
+        if let Err(e) = store.require_writable() {
+            return vec![Err(e.to_string()); wheels.len()];
+        }
         let opts = ingest::IngestOptions {
             quiet,
             ..Default::default()
@@ -342,20 +351,15 @@ fn prepare_mount(paths: &EnvPaths, m: &Manifest) -> Result<Prepared, EnvError> {
     Ok(daemon::prepare(&paths.manifest, &paths.site_packages(m))?)
 }
 
-/// Record the env as a gc root of its store: one small file per venv,
-/// named by a hash of its path.
-fn register(store: &Store, paths: &EnvPaths) {
-    let file = root_file(store, &paths.venv);
-    let _ = fs::create_dir_all(store.root().join("roots"));
-    let tmp = file.with_extension(format!("tmp.{}", std::process::id()));
-    if fs::write(&tmp, format!("{}\n", paths.manifest.display())).is_ok() {
-        let _ = fs::rename(&tmp, &file);
-    }
-}
-
-fn root_file(store: &Store, venv: &Path) -> PathBuf {
-    let d = crate::hashing::Digest::of(venv.as_os_str().as_encoded_bytes());
-    store.root().join("roots").join(&d.to_hex()[..32])
+/// Record the env (and the dists it names) as a gc root of its store.
+fn register(store: &Store, paths: &EnvPaths, m: &Manifest) -> Result<(), EnvError> {
+    let ids: Vec<String> = m.dists.iter().map(|d| d.id.clone()).collect();
+    Ok(roots::register_env(
+        store,
+        &paths.venv,
+        &paths.manifest,
+        &ids,
+    )?)
 }
 
 /// One registered environment, for `env ls`.
@@ -369,13 +373,9 @@ pub struct EnvStatus {
 
 /// The environments registered in a store.
 pub fn list(store: &Store) -> Vec<EnvStatus> {
-    let Ok(rd) = fs::read_dir(store.root().join("roots")) else {
-        return Vec::new();
-    };
-    let mut out: Vec<EnvStatus> = rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| fs::read_to_string(e.path()).ok())
-        .map(|t| PathBuf::from(t.trim_end()))
+    let mut out: Vec<EnvStatus> = roots::env_roots(store)
+        .into_iter()
+        .filter_map(|(_, root)| root.manifest)
         .map(|manifest| {
             let venv = manifest.parent().unwrap_or(Path::new("/")).to_path_buf();
             let loaded = Manifest::load(&manifest).ok();
@@ -419,7 +419,7 @@ pub fn remove_env(venv: &Path) -> Result<(), EnvError> {
     }
     fs::remove_dir_all(&paths.venv).map_err(io_at(&paths.venv))?;
     if let Ok(store) = Store::open(&m.store_path(&paths.manifest)) {
-        let _ = fs::remove_file(root_file(&store, &paths.venv));
+        roots::deregister_env(&store, &paths.venv);
     }
     Ok(())
 }
@@ -430,6 +430,7 @@ pub fn add(venv: &Path, sources: &Sources, quiet: bool) -> Result<usize, EnvErro
     let paths = EnvPaths::new(venv);
     let mut m = paths.load()?;
     let store = Store::open(&m.store_path(&paths.manifest))?;
+    let _use = UseGuard::acquire(store.root());
     let python = m
         .python
         .executable
@@ -463,7 +464,7 @@ pub fn add(venv: &Path, sources: &Sources, quiet: bool) -> Result<usize, EnvErro
     {
         write_env_files(&paths.venv, &store, dist_files)?;
     }
-    replace_manifest(&paths, &m)?;
+    replace_manifest(&store, &paths, &m)?;
     Ok(added.len())
 }
 
@@ -489,6 +490,7 @@ pub fn remove(venv: &Path, names: &[String]) -> Result<usize, EnvError> {
     let paths = EnvPaths::new(venv);
     let mut m = paths.load()?;
     let store = Store::open(&m.store_path(&paths.manifest))?;
+    let _use = UseGuard::acquire(store.root());
     let wanted: Vec<String> = names.iter().map(|n| normalize_name(n)).collect();
     let missing: Vec<&String> = names
         .iter()
@@ -509,7 +511,7 @@ pub fn remove(venv: &Path, names: &[String]) -> Result<usize, EnvError> {
         .drain(..)
         .partition(|d| wanted.contains(&normalize_name(&d.name)));
     m.dists = kept;
-    replace_manifest(&paths, &m)?;
+    replace_manifest(&store, &paths, &m)?;
     let layout = paths.layout(&m);
     for d in &gone {
         let files = store
@@ -523,10 +525,12 @@ pub fn remove(venv: &Path, names: &[String]) -> Result<usize, EnvError> {
     Ok(gone.len())
 }
 
-/// Write the manifest and, if the env is mounted, wait until its daemon
-/// serves the new view (the mount root's mtime follows the manifest's).
-fn replace_manifest(paths: &EnvPaths, m: &Manifest) -> Result<(), EnvError> {
+/// Write the manifest and its gc root and, if the env is mounted, wait
+/// until its daemon serves the new view (the mount root's mtime follows
+/// the manifest's; the daemon records its own root before that).
+fn replace_manifest(store: &Store, paths: &EnvPaths, m: &Manifest) -> Result<(), EnvError> {
     m.save(&paths.manifest).map_err(io_at(&paths.manifest))?;
+    register(store, paths, m)?;
     let sp = paths.site_packages(m);
     if !daemon::is_mount_point(&sp) {
         return Ok(());

@@ -43,6 +43,8 @@ pub enum StoreError {
     NoSuchDist(String, String),
     #[error("no distribution matches {0:?} in the store (see `sitefs store ls`)")]
     NoMatch(String),
+    #[error("store {0} is read-only for you: ask its owner to add the wheel (`sitefs store add --store {0} WHEEL`) or use a store of your own (--store DIR)")]
+    ReadOnly(String),
 }
 
 /// Attach the path to an io::Error, the one piece of context users need.
@@ -101,6 +103,16 @@ impl Store {
         Ok(Store::at(absolute(root)))
     }
 
+    /// Open a store if there is one at `root`, else create it: creating
+    /// an env needs no write access to an existing (shared) store.
+    pub fn open_or_create(root: &Path) -> Result<Store, StoreError> {
+        if root.join("objects").is_dir() {
+            Store::open(root)
+        } else {
+            Store::create(root)
+        }
+    }
+
     /// Open a store, creating its directories first if needed (ingest).
     pub fn create(root: &Path) -> Result<Store, StoreError> {
         if root.exists()
@@ -116,7 +128,25 @@ impl Store {
             let p = root.join(sub);
             std::fs::create_dir_all(&p).map_err(io_at(&p))?;
         }
-        Ok(Store::at(absolute(root)))
+        let store = Store::at(absolute(root));
+        store.require_writable()?;
+        crate::roots::create_dirs(root)?;
+        Ok(store)
+    }
+
+    /// Adding to a store needs write access to its contents; a shared
+    /// store's users get a clear message instead of a failed rename deep
+    /// inside ingest.
+    pub fn require_writable(&self) -> Result<(), StoreError> {
+        for sub in ["objects", "dists", "tmp"] {
+            let p = self.root.join(sub);
+            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default();
+            // SAFETY: c is a valid NUL-terminated path.
+            if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+                return Err(StoreError::ReadOnly(self.root.display().to_string()));
+            }
+        }
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {

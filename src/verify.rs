@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::hashing::{hash_file, Digest};
 use crate::progress;
-use crate::store::{Store, StoreError};
+use crate::store::{io_at, Store, StoreError};
 
 /// One damaged object and who needs it.
 #[derive(Debug, Clone)]
@@ -125,4 +125,69 @@ fn check_object(store: &Store, object: Digest, users: Vec<String>) -> Option<Pro
             users,
         }),
     }
+}
+
+impl Problem {
+    /// The damaged object, if the problem is one.
+    fn object(&self) -> Option<&Digest> {
+        match self {
+            Problem::Missing { object, .. }
+            | Problem::Corrupt { object, .. }
+            | Problem::Unreadable { object, .. } => Some(object),
+            Problem::BadIndex { .. } => None,
+        }
+    }
+
+    /// The dists that cannot be served correctly because of it.
+    fn dists(&self) -> Vec<String> {
+        match self {
+            Problem::Missing { users, .. }
+            | Problem::Corrupt { users, .. }
+            | Problem::Unreadable { users, .. } => users
+                .iter()
+                .filter_map(|u| u.split_once(' ').map(|(id, _)| id.to_string()))
+                .collect(),
+            Problem::BadIndex { id, .. } => vec![id.clone()],
+        }
+    }
+}
+
+/// What `verify --repair` did.
+#[derive(Debug, Default)]
+pub struct Repair {
+    /// Damaged objects moved to `quarantine/`.
+    pub moved: Vec<Digest>,
+    /// Dists unpublished (their index moved to `quarantine/`), with the
+    /// wheel file name to add again.
+    pub unpublished: Vec<(String, String)>,
+}
+
+/// Move every damaged object aside and unpublish each dist that needs
+/// one, so that adding its wheel again re-ingests it (an intact store
+/// dist is skipped by ingest) and restores the objects. Nothing is
+/// fetched; envs naming an unpublished dist fail to mount with the
+/// message that says to add it, instead of serving wrong bytes.
+pub fn repair(store: &Store, report: &VerifyReport) -> Result<Repair, StoreError> {
+    let quarantine = store.root().join("quarantine");
+    std::fs::create_dir_all(quarantine.join("dists")).map_err(io_at(&quarantine))?;
+    let stamp = std::process::id();
+    let mut out = Repair::default();
+    for obj in report.problems.iter().filter_map(Problem::object) {
+        let src = store.object_path(obj);
+        let dest = quarantine.join(format!("{obj}.{stamp}"));
+        if std::fs::rename(&src, &dest).is_ok() {
+            out.moved.push(*obj);
+        }
+    }
+    let ids: std::collections::BTreeSet<String> =
+        report.problems.iter().flat_map(Problem::dists).collect();
+    for id in ids {
+        let wheel = crate::dist_index::DistIndex::load_meta(&store.dist_dir(&id))
+            .map_or_else(|_| format!("the wheel of {id}"), |m| m.wheel);
+        let src = store.dist_dir(&id);
+        let dest = quarantine.join("dists").join(format!("{id}.{stamp}"));
+        std::fs::rename(&src, &dest).map_err(io_at(&src))?;
+        out.unpublished.push((id, wheel));
+    }
+    Ok(out)
 }

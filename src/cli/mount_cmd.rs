@@ -35,7 +35,7 @@ pub enum ManifestCommand {
 pub fn run_manifest(cmd: ManifestCommand, quiet: bool) -> CliResult {
     match cmd {
         ManifestCommand::Check { manifest } => {
-            let (_, view) = daemon::load_view(&manifest)?;
+            let (_, view, _) = daemon::load_view(&manifest)?;
             if !quiet {
                 println!(
                     "{}: ok ({} dists, {} files and directories)",

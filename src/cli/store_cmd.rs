@@ -6,8 +6,11 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use sitefs::bytecode::CompilerPool;
+use sitefs::gc::{self, GcReport};
 use sitefs::ingest::{self, IngestOptions, Outcome};
 use sitefs::interpreter::Interpreter;
+use sitefs::lock::UseGuard;
+use sitefs::roots;
 use sitefs::store::Store;
 use sitefs::verify;
 
@@ -42,6 +45,37 @@ pub enum StoreCommand {
     Verify {
         #[command(flatten)]
         store: StoreArg,
+        /// Move corrupt objects aside and unpublish the dists that need
+        /// them, so re-adding their wheels restores them.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Delete every dist, object and pyc that no env, mount or pin needs.
+    Gc {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Only report what would be deleted.
+        #[arg(long = "dry-run", short = 'n')]
+        dry_run: bool,
+    },
+    /// Keep NAME (every version) or NAME==VERSION through gc.
+    Pin {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(required = true, value_name = "NAME[==VERSION]")]
+        specs: Vec<String>,
+    },
+    /// Remove pins.
+    Unpin {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(required = true, value_name = "NAME[==VERSION]")]
+        specs: Vec<String>,
+    },
+    /// List gc roots: envs, live mounts and pins.
+    Roots {
+        #[command(flatten)]
+        store: StoreArg,
     },
     /// Compile bytecode for distributions already in the store with a new interpreter.
     Compile {
@@ -63,7 +97,11 @@ pub fn run(cmd: StoreCommand, quiet: bool) -> CliResult {
         } => add(store, &pythons, &paths, quiet),
         StoreCommand::Ls { store } => ls(store),
         StoreCommand::Info { store, spec } => info(store, &spec),
-        StoreCommand::Verify { store } => verify_cmd(store, quiet),
+        StoreCommand::Verify { store, repair } => verify_cmd(store, repair, quiet),
+        StoreCommand::Gc { store, dry_run } => gc_cmd(store, dry_run, quiet),
+        StoreCommand::Pin { store, specs } => pin(store, &specs, quiet),
+        StoreCommand::Unpin { store, specs } => unpin(store, &specs),
+        StoreCommand::Roots { store } => roots_cmd(store),
         StoreCommand::Compile {
             store,
             pythons,
@@ -102,6 +140,7 @@ fn add(arg: StoreArg, pythons: &[String], paths: &[PathBuf], quiet: bool) -> Cli
     }
     let pools = start_pools(pythons)?;
     let store = Store::create(&Store::locate(arg.store.as_deref())?)?;
+    let _use = UseGuard::acquire(store.root());
     let opts = IngestOptions {
         quiet,
         ..Default::default()
@@ -187,11 +226,23 @@ fn info(arg: StoreArg, spec: &str) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify_cmd(arg: StoreArg, quiet: bool) -> CliResult {
+fn verify_cmd(arg: StoreArg, repair: bool, quiet: bool) -> CliResult {
     let store = open(&arg)?;
+    let _use = UseGuard::acquire(store.root());
     let report = verify::verify(&store, quiet)?;
     for p in &report.problems {
         println!("{p}");
+    }
+    if repair && !report.problems.is_empty() {
+        let done = verify::repair(&store, &report)?;
+        println!(
+            "moved {} damaged object(s) to {}",
+            done.moved.len(),
+            store.root().join("quarantine").display()
+        );
+        for (id, wheel) in &done.unpublished {
+            println!("unpublished {id}: add it again with `sitefs store add {wheel}`");
+        }
     }
     if !quiet {
         eprintln!(
@@ -208,6 +259,86 @@ fn verify_cmd(arg: StoreArg, quiet: bool) -> CliResult {
     })
 }
 
+fn gc_cmd(arg: StoreArg, dry_run: bool, quiet: bool) -> CliResult {
+    let store = open(&arg)?;
+    let report = gc::gc(&store, dry_run)?;
+    for note in &report.notes {
+        eprintln!("{}", note.message);
+    }
+    if !quiet {
+        for id in &report.dists {
+            println!("{} {id}", if dry_run { "would remove" } else { "removed" });
+        }
+        println!("{}", gc_summary(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gc_summary(r: &GcReport) -> String {
+    format!(
+        "{} {} ({} dists, {} objects, {} pycs, {} temp files) ; kept {} dists for {} envs, {} mounts, {} pins",
+        if r.dry_run { "would free" } else { "freed" },
+        human(r.bytes()),
+        r.dists.len(),
+        r.objects,
+        r.pycs,
+        r.litter,
+        r.live_dists,
+        r.env_roots,
+        r.mount_roots,
+        r.pins
+    )
+}
+
+fn pin(arg: StoreArg, specs: &[String], quiet: bool) -> CliResult {
+    let store = open(&arg)?;
+    for spec in specs {
+        let ids = roots::pin(&store, spec)?;
+        if !quiet {
+            println!("pinned {spec} ({})", ids.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn unpin(arg: StoreArg, specs: &[String]) -> CliResult {
+    let store = open(&arg)?;
+    for spec in specs {
+        if !roots::unpin(&store, spec)? {
+            return Err(super::CliError(format!(
+                "{spec} is not pinned (see `sitefs store roots`)"
+            )));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn roots_cmd(arg: StoreArg) -> CliResult {
+    let store = open(&arg)?;
+    for (_, r) in roots::env_roots(&store) {
+        let m = r
+            .manifest
+            .map(|m| m.display().to_string())
+            .unwrap_or_default();
+        println!("env    {m} ({} dists)", r.dists.len());
+    }
+    for (_, r) in roots::mount_roots(&store) {
+        let mp = r
+            .mountpoint
+            .map(|m| m.display().to_string())
+            .unwrap_or_default();
+        let owner = r
+            .owner
+            .map(|o| format!("{} pid {}", o.host, o.pid))
+            .unwrap_or_default();
+        println!("mount  {mp} ({} dists, {owner})", r.dists.len());
+    }
+    for p in roots::pins(&store) {
+        println!("pin    {p}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn compile(arg: StoreArg, pythons: &[String], specs: &[String], quiet: bool) -> CliResult {
     let store = open(&arg)?;
     let metas = if specs.is_empty() {
@@ -220,6 +351,8 @@ fn compile(arg: StoreArg, pythons: &[String], specs: &[String], quiet: bool) -> 
         v
     };
     let pools = start_pools(pythons)?;
+    store.require_writable()?;
+    let _use = UseGuard::acquire(store.root());
     let ids: Vec<String> = metas.into_iter().map(|m| m.id).collect();
     let n = ingest::ensure_bytecode(&store, &ids, &pools, quiet)?;
     if !quiet {

@@ -1,0 +1,396 @@
+//! gc roots: what keeps a distribution alive in the store.
+//!
+//! ```text
+//! S/roots/envs/<hash of venv path>     a registered env: its manifest path and dist ids
+//! S/roots/mounts/<host>.<pid>          a live mount: its daemon, mountpoint and dist ids
+//! S/roots/pins/<name>[==<version>]     `sitefs store pin`
+//! ```
+//!
+//! Env and mount roots carry their own copy of the dist ids, so gc needs
+//! no access to the user's manifest (a shared store's owner may not be
+//! able to read it) and a mount whose venv was deleted keeps its dists
+//! until the daemon exits. `envs/` and `mounts/` are sticky and
+//! world-writable, like `/tmp`, so users of a shared store can register
+//! what they use while the store's contents stay read-only to them.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::hashing::Digest;
+use crate::lock::Owner;
+use crate::manifest::Manifest;
+use crate::store::{io_at, Store, StoreError};
+use crate::wheel::normalize_name;
+
+const ENVS: &str = "roots/envs";
+const MOUNTS: &str = "roots/mounts";
+const PINS: &str = "roots/pins";
+
+/// Directories every user of a shared store must be able to add to.
+pub const SHARED_DIRS: [&str; 3] = [ENVS, MOUNTS, "locks/users"];
+
+/// Create the root directories; the shared ones sticky and world-writable
+/// when we own them (best effort: a read-only store simply keeps its modes).
+pub fn create_dirs(store: &Path) -> Result<(), StoreError> {
+    for sub in SHARED_DIRS {
+        let dir = store.join(sub);
+        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o1777));
+    }
+    let pins = store.join(PINS);
+    fs::create_dir_all(&pins).map_err(io_at(&pins))?;
+    Ok(())
+}
+
+/// The content of an env or mount root.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Root {
+    pub manifest: Option<PathBuf>,
+    pub mountpoint: Option<PathBuf>,
+    pub owner: Option<Owner>,
+    pub dists: Vec<String>,
+}
+
+impl Root {
+    fn render(&self) -> String {
+        let mut out = String::from("# sitefs gc root\n");
+        if let Some(m) = &self.manifest {
+            out += &format!("manifest {}\n", m.display());
+        }
+        if let Some(m) = &self.mountpoint {
+            out += &format!("mountpoint {}\n", m.display());
+        }
+        if let Some(o) = &self.owner {
+            out += &format!("owner {}\n", o.to_line());
+        }
+        for d in &self.dists {
+            out += &format!("dist {d}\n");
+        }
+        out
+    }
+
+    fn parse(text: &str) -> Root {
+        let mut root = Root::default();
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once(' ') else {
+                continue;
+            };
+            match key {
+                "manifest" => root.manifest = Some(PathBuf::from(value)),
+                "mountpoint" => root.mountpoint = Some(PathBuf::from(value)),
+                "owner" => root.owner = Owner::parse(value),
+                "dist" => root.dists.push(value.to_string()),
+                _ => {}
+            }
+        }
+        root
+    }
+
+    fn load(path: &Path) -> io::Result<Root> {
+        fs::read_to_string(path).map(|t| Root::parse(&t))
+    }
+
+    /// Write atomically (temp file + rename), readable by everyone so the
+    /// store's owner can run gc.
+    fn save(&self, path: &Path) -> io::Result<()> {
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        fs::write(&tmp, self.render())
+            .and_then(|()| fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)))
+            .and_then(|()| fs::rename(&tmp, path))
+            .inspect_err(|_| {
+                let _ = fs::remove_file(&tmp);
+            })
+    }
+}
+
+fn env_root_path(store: &Store, venv: &Path) -> PathBuf {
+    let d = Digest::of(venv.as_os_str().as_encoded_bytes());
+    store.root().join(ENVS).join(&d.to_hex()[..32])
+}
+
+/// Record (or update) an env as a root of its store.
+pub fn register_env(
+    store: &Store,
+    venv: &Path,
+    manifest: &Path,
+    dists: &[String],
+) -> Result<(), StoreError> {
+    create_dirs(store.root())?;
+    let path = env_root_path(store, venv);
+    let root = Root {
+        manifest: Some(manifest.to_path_buf()),
+        dists: dists.to_vec(),
+        ..Root::default()
+    };
+    root.save(&path).map_err(io_at(&path))
+}
+
+/// Forget an env (it was removed by `sitefs env rm` or materialized).
+pub fn deregister_env(store: &Store, venv: &Path) {
+    let _ = fs::remove_file(env_root_path(store, venv));
+}
+
+/// Every registered env root, as (root file, content).
+pub fn env_roots(store: &Store) -> Vec<(PathBuf, Root)> {
+    read_roots(&store.root().join(ENVS))
+}
+
+/// Every mount root, as (root file, content).
+pub fn mount_roots(store: &Store) -> Vec<(PathBuf, Root)> {
+    read_roots(&store.root().join(MOUNTS))
+}
+
+fn read_roots(dir: &Path) -> Vec<(PathBuf, Root)> {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(PathBuf, Root)> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| !is_temp(p))
+        .filter_map(|p| Root::load(&p).ok().map(|r| (p, r)))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Temp files of an interrupted atomic write (`NAME.tmp.PID`).
+pub fn is_temp(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.contains(".tmp."))
+}
+
+/// A live mount's root, held by its daemon: written once the mount
+/// exists, rewritten on every reload, removed when the daemon exits.
+#[derive(Debug)]
+pub struct MountRoot {
+    path: PathBuf,
+    root: Root,
+}
+
+impl MountRoot {
+    pub fn register(
+        store: &Store,
+        mountpoint: &Path,
+        manifest: &Path,
+        dists: &[String],
+    ) -> Result<MountRoot, StoreError> {
+        create_dirs(store.root())?;
+        let owner = Owner::me();
+        let path = store
+            .root()
+            .join(MOUNTS)
+            .join(format!("{}.{}", owner.host, owner.pid));
+        let root = Root {
+            manifest: Some(manifest.to_path_buf()),
+            mountpoint: Some(mountpoint.to_path_buf()),
+            owner: Some(owner),
+            dists: dists.to_vec(),
+        };
+        root.save(&path).map_err(io_at(&path))?;
+        Ok(MountRoot { path, root })
+    }
+
+    /// The mount now serves `dists`.
+    pub fn update(&mut self, dists: &[String]) -> Result<(), StoreError> {
+        self.root.dists = dists.to_vec();
+        self.root.save(&self.path).map_err(io_at(&self.path))
+    }
+}
+
+impl MountRoot {
+    /// The mount is gone: so is its claim on the store.
+    pub fn remove(&self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for MountRoot {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Keep every build of NAME (or of NAME==VERSION) through gc.
+pub fn pin(store: &Store, spec: &str) -> Result<Vec<String>, StoreError> {
+    let found = store.find(spec)?;
+    create_dirs(store.root())?;
+    let path = store.root().join(PINS).join(pin_file(spec));
+    fs::write(&path, format!("{}\n", spec.trim())).map_err(io_at(&path))?;
+    Ok(found.into_iter().map(|m| m.id).collect())
+}
+
+/// Remove a pin; false if there was none.
+pub fn unpin(store: &Store, spec: &str) -> Result<bool, StoreError> {
+    let path = store.root().join(PINS).join(pin_file(spec));
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_at(&path)(e)),
+    }
+}
+
+/// The pins, as the specs the user gave.
+pub fn pins(store: &Store) -> Vec<String> {
+    let Ok(rd) = fs::read_dir(store.root().join(PINS)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| fs::read_to_string(e.path()).ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    out.sort();
+    out
+}
+
+/// `numpy==2.1` -> `numpy==2.1`, with the name normalized so `NumPy` and
+/// `numpy` pin the same thing; never a path.
+fn pin_file(spec: &str) -> String {
+    let (name, version) = match spec.split_once("==") {
+        Some((n, v)) => (n.trim(), Some(v.trim())),
+        None => (spec.trim(), None),
+    };
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || ".+-_".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    match version {
+        Some(v) => format!("{}=={}", safe(&normalize_name(name)), safe(v)),
+        None => safe(&normalize_name(name)),
+    }
+}
+
+/// Why a root was dropped or could not be checked.
+#[derive(Debug, Clone)]
+pub struct RootNote {
+    pub file: PathBuf,
+    pub message: String,
+    /// The root file is dead and gc deletes it.
+    pub drop: bool,
+}
+
+/// Everything the roots keep alive.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub dists: BTreeSet<String>,
+    pub notes: Vec<RootNote>,
+    pub env_roots: usize,
+    pub mount_roots: usize,
+    pub pins: usize,
+}
+
+/// Collect the live dist ids from every kind of root.
+pub fn live(store: &Store) -> Live {
+    let mut live = Live::default();
+    for (file, root) in env_roots(store) {
+        live.env_roots += 1;
+        add_env_root(store, &mut live, file, root);
+    }
+    for (file, root) in mount_roots(store) {
+        add_mount_root(&mut live, file, root);
+    }
+    for spec in pins(store) {
+        live.pins += 1;
+        if let Ok(found) = store.find(&spec) {
+            live.dists.extend(found.into_iter().map(|m| m.id));
+        }
+    }
+    live
+}
+
+fn add_env_root(store: &Store, live: &mut Live, file: PathBuf, root: Root) {
+    let Some(manifest) = root.manifest.clone() else {
+        live.dists.extend(root.dists);
+        return;
+    };
+    match fs::metadata(&manifest) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            live.notes.push(RootNote {
+                message: format!(
+                    "env {} is gone (no {}): dropping its root",
+                    manifest.parent().unwrap_or(&manifest).display(),
+                    manifest.display()
+                ),
+                file,
+                drop: true,
+            });
+            return;
+        }
+        _ => live.dists.extend(root.dists),
+    }
+    // The manifest may have been edited by hand since: keep its dists too.
+    if let Ok(m) = Manifest::load(&manifest) {
+        if m.store_path(&manifest) == store.root() {
+            live.dists.extend(m.dists.into_iter().map(|d| d.id));
+        }
+    }
+}
+
+fn add_mount_root(live: &mut Live, file: PathBuf, root: Root) {
+    let alive = root.owner.as_ref().and_then(Owner::alive_here);
+    let shown = root
+        .mountpoint
+        .as_ref()
+        .map_or_else(|| file.display().to_string(), |m| m.display().to_string());
+    match alive {
+        Some(false) => live.notes.push(RootNote {
+            message: format!("mount of {shown} has no daemon any more: dropping its root"),
+            file,
+            drop: true,
+        }),
+        Some(true) => {
+            live.mount_roots += 1;
+            live.dists.extend(root.dists);
+        }
+        None => {
+            live.mount_roots += 1;
+            live.notes.push(RootNote {
+                message: format!(
+                    "kept the mount of {shown} on host {} (cannot check it from here; delete {} if that host is gone)",
+                    root.owner.as_ref().map_or("?", |o| o.host.as_str()),
+                    file.display()
+                ),
+                file,
+                drop: false,
+            });
+            live.dists.extend(root.dists);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots_round_trip() {
+        let r = Root {
+            manifest: Some("/v/sitefs.toml".into()),
+            mountpoint: Some("/v/lib/python3.11/site-packages".into()),
+            owner: Some(Owner::me()),
+            dists: vec!["a-1-0123456789abcdef".into(), "b-2-0123456789abcdef".into()],
+        };
+        assert_eq!(Root::parse(&r.render()), r);
+    }
+
+    #[test]
+    fn pin_files_are_plain_names() {
+        assert_eq!(pin_file("NumPy == 2.1.0"), "numpy==2.1.0");
+        let evil = pin_file("../../etc");
+        assert!(!evil.contains('/') && !evil.starts_with('.'), "{evil}");
+        assert_eq!(pin_file("Foo.Bar"), "foo-bar");
+    }
+}
