@@ -97,6 +97,8 @@ pub enum WheelError {
     NotUtf8(String),
     #[error("METADATA: {0}")]
     BadMetadata(String),
+    #[error("entry_points.txt: {0}")]
+    BadEntryPoint(String),
     #[error("writing {path:?}: {err}")]
     Write { path: String, err: io::Error },
 }
@@ -194,6 +196,17 @@ fn is_valid_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// A PEP 508 name: ASCII letters and digits, with `.`, `_` and `-` only
+/// inside. METADATA's `Name` names the headers directory of a venv, so a
+/// name like `..` must not get through.
+fn is_pep508_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.first().is_some_and(u8::is_ascii_alphanumeric)
+        && b.last().is_some_and(u8::is_ascii_alphanumeric)
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
 /// PEP 503 normalization: lowercase, runs of `-_.` become one `-`. Used to
@@ -411,6 +424,11 @@ impl<'a> Wheel<'a> {
         let record_text = small("RECORD", WheelError::MissingRecord)?;
         let root_is_purelib = parse_wheel_file(&wheel_text)?;
         let (meta_name, version) = parse_metadata(&metadata_text)?;
+        if !is_pep508_name(&meta_name) {
+            return Err(WheelError::BadMetadata(format!(
+                "Name {meta_name:?} is not a valid distribution name"
+            )));
+        }
         if normalize_name(&meta_name) != normalize_name(&name.distribution) {
             return Err(WheelError::BadMetadata(format!(
                 "Name {meta_name:?} does not match the file name's {:?}",
@@ -426,6 +444,7 @@ impl<'a> Wheel<'a> {
             Some(t) => parse_entry_points(&t),
             None => BTreeMap::new(),
         };
+        check_script_entry_points(&entry_points)?;
         let record = parse_record(&record_text)?;
         let entries = assign_schemes(entries, &dist_info, root_is_purelib)?;
         check_record_coverage(&entries, &record, &dist_info)?;
@@ -806,6 +825,27 @@ pub fn parse_entry_points(text: &str) -> BTreeMap<String, BTreeMap<String, Strin
     out
 }
 
+/// Console and GUI script names become files in `bin/`, so each must be
+/// one plain path component (`../../.bashrc` would write outside the venv);
+/// their values are pasted into Python source, so no control characters
+/// (a lone `\r` ends a Python line).
+fn check_script_entry_points(
+    entry_points: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<(), WheelError> {
+    for group in ["console_scripts", "gui_scripts"] {
+        for (name, value) in entry_points.get(group).into_iter().flatten() {
+            let bad = |why: &str| WheelError::BadEntryPoint(format!("[{group}] {name:?}: {why}"));
+            if name.contains('/') || check_safe_path(name).is_err() {
+                return Err(bad("a script name must be a plain file name"));
+            }
+            if value.chars().any(char::is_control) {
+                return Err(bad("control character in the value"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Map archive names to install schemes: `X.data/<scheme>/...` goes to
 /// that scheme, everything else to purelib or platlib per `WHEEL`.
 fn assign_schemes(
@@ -968,6 +1008,32 @@ mod tests {
         );
         assert_eq!(ep["console_scripts"]["foo"], "pkg.cli:main");
         assert_eq!(ep["gui_scripts"]["bar"], "pkg:gui [extra]");
+    }
+
+    #[test]
+    fn script_entry_points_stay_in_bin() {
+        for bad in [
+            "[console_scripts]\n../../.bashrc = pkg:main\n",
+            "[gui_scripts]\nsub/tool = pkg:main\n",
+            "[console_scripts]\n.. = pkg:main\n",
+            "[console_scripts]\n= pkg:main\n",
+            "[console_scripts]\ntool = os\rimport evil:main\n",
+        ] {
+            let e = check_script_entry_points(&parse_entry_points(bad)).unwrap_err();
+            assert!(e.to_string().starts_with("entry_points.txt: ["), "{e}");
+        }
+        let other_group = parse_entry_points("[pytest11]\na/b = pkg.plugin\n");
+        check_script_entry_points(&other_group).unwrap();
+    }
+
+    #[test]
+    fn metadata_names_follow_pep508() {
+        for good in ["pkg", "Foo.Bar_baz-2", "x"] {
+            assert!(is_pep508_name(good), "{good}");
+        }
+        for bad in ["", "..", ".", "_", "-pkg", "pkg.", "a/b", "p kg"] {
+            assert!(!is_pep508_name(bad), "{bad}");
+        }
     }
 
     #[test]
