@@ -488,15 +488,13 @@ impl Filesystem for SiteFs {
 /// readdir offsets stay valid across calls.
 fn dir_entries(view: &View, ino: Ino) -> Result<impl Iterator<Item = (Ino, &str, &Node)>, Errno> {
     let node = view.get(ino).ok_or(Errno::ENOENT)?;
-    let Kind::Dir { children, .. } = &node.kind else {
+    if !node.is_dir() {
         return Err(Errno::ENOTDIR);
-    };
-    let parent = view.get(node.parent).unwrap_or(node);
-    let dots = [(ino, ".", node), (node.parent, "..", parent)];
-    let kids = children
-        .iter()
-        .filter_map(move |&c| view.get(c).map(|n| (c, &*n.name, n)));
-    Ok(dots.into_iter().chain(kids))
+    }
+    let parent_ino = view.parent(ino);
+    let parent = view.get(parent_ino).unwrap_or(node);
+    let dots = [(ino, ".", node), (parent_ino, "..", parent)];
+    Ok(dots.into_iter().chain(view.children(ino)))
 }
 
 /// Tell the kernel to forget what a reload changed: the listing and
@@ -507,7 +505,7 @@ pub fn invalidate(notifier: &fuser::Notifier, changes: &[Change]) {
     for c in changes {
         let _ = notifier.inval_inode(INodeNo(c.dir), 0, 0);
         for name in &c.names {
-            let _ = notifier.inval_entry(INodeNo(c.dir), OsStr::new(&**name));
+            let _ = notifier.inval_entry(INodeNo(c.dir), OsStr::new(name));
         }
     }
 }

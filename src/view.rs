@@ -7,10 +7,19 @@
 //! different content is a [`Conflict`] naming both dists, unless the
 //! manifest says the later dist wins (pip's silent behaviour). A file and
 //! a directory at one path always conflict.
+//!
+//! Layout: building the view is on the critical path of `sitefs mount`
+//! (~24k nodes for a big env), so it allocates little: nodes live in one
+//! `Vec` and refer to each other by slot (their index there), every name
+//! lives in one string arena, and one open-addressing table maps
+//! (directory, name) to a slot for the whole tree instead of a hash map
+//! per directory. Inode numbers are slot + 1 until a live reload
+//! renumbers the view after the one it replaces.
 
 use std::collections::HashMap;
+use std::hash::Hasher;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHasher};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,6 +29,10 @@ use crate::hashing::Digest;
 /// Inode number; [`ROOT`] is the mount's root directory.
 pub type Ino = u64;
 pub const ROOT: Ino = 1;
+
+/// Index of a node in [`View`]'s node table; the root is slot 0.
+type Slot = u32;
+const ROOT_SLOT: Slot = 0;
 
 /// Where a file's bytes come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,9 +95,9 @@ impl Eq for Lazy {}
 #[derive(Debug, Clone)]
 pub enum Kind {
     Dir {
-        /// Children in readdir order (insertion order, stable per mount).
-        children: Vec<Ino>,
-        by_name: FxHashMap<Arc<str>, Ino>,
+        /// Slots of the children in readdir order (insertion order, stable
+        /// per mount); read them through [`View::children`].
+        children: Vec<Slot>,
     },
     File {
         source: Source,
@@ -98,8 +111,9 @@ pub enum Kind {
 /// One file or directory of the view.
 #[derive(Debug, Clone)]
 pub struct Node {
-    pub parent: Ino,
-    pub name: Arc<str>,
+    parent: Slot,
+    /// Offset and length of the name in the view's name arena.
+    name: (u32, u32),
     pub mtime: SystemTime,
     /// Index into [`View::owners`] of the dist that provided this node
     /// (the first one, for merged directories).
@@ -125,7 +139,7 @@ impl Node {
 
     pub fn size(&self) -> u64 {
         match &self.kind {
-            Kind::Dir { children, .. } => children.len() as u64,
+            Kind::Dir { children } => children.len() as u64,
             Kind::File {
                 source: Source::Lazy(l),
                 ..
@@ -139,7 +153,7 @@ impl Node {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub dir: Ino,
-    pub names: Vec<Arc<str>>,
+    pub names: Vec<String>,
 }
 
 fn same_content(a: &Node, b: &Node) -> bool {
@@ -178,14 +192,112 @@ pub enum ConflictPolicy {
     LastWins,
 }
 
+/// The nodes, their names and the (directory, name) index: the part of
+/// the tree the builder grows and the view serves.
+#[derive(Debug, Default)]
+struct Tree {
+    nodes: Vec<Node>,
+    names: String,
+    /// Open addressing, linear probing: each entry is a slot + 1, 0 is
+    /// empty. Kept at most half full. The root is not in it.
+    table: Vec<u32>,
+}
+
+impl Tree {
+    fn name(&self, slot: Slot) -> &str {
+        let (off, len) = self.nodes[slot as usize].name;
+        &self.names[off as usize..(off + len) as usize]
+    }
+
+    fn key_hash(parent: Slot, name: &str) -> usize {
+        let mut h = FxHasher::default();
+        h.write_u32(parent);
+        h.write(name.as_bytes());
+        h.finish() as usize
+    }
+
+    /// The child `name` of directory `dir`.
+    fn find(&self, dir: Slot, name: &str) -> Option<Slot> {
+        if self.table.is_empty() {
+            return None;
+        }
+        let mask = self.table.len() - 1;
+        let mut i = Self::key_hash(dir, name) & mask;
+        loop {
+            let s = self.table[i].checked_sub(1)?;
+            if self.nodes[s as usize].parent == dir && self.name(s) == name {
+                return Some(s);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Index `slot` (a node not yet indexed).
+    fn index(&mut self, slot: Slot) {
+        if (self.nodes.len()) * 2 > self.table.len() {
+            self.grow();
+        }
+        self.place(slot);
+    }
+
+    fn place(&mut self, slot: Slot) {
+        let mask = self.table.len() - 1;
+        let node = &self.nodes[slot as usize];
+        let mut i = Self::key_hash(node.parent, self.name(slot)) & mask;
+        while self.table[i] != 0 {
+            i = (i + 1) & mask;
+        }
+        self.table[i] = slot + 1;
+    }
+
+    fn grow(&mut self) {
+        let cap = (self.nodes.len() * 2).next_power_of_two().max(1024);
+        self.table = vec![0; cap];
+        // Every node but the newest (not yet indexed) and the root.
+        for s in 1..self.nodes.len().saturating_sub(1) as Slot {
+            self.place(s);
+        }
+    }
+
+    fn push(&mut self, parent: Slot, name: &str, node: (Kind, SystemTime, u32)) -> Slot {
+        let off = self.names.len() as u32;
+        self.names.push_str(name);
+        let slot = self.nodes.len() as Slot;
+        let (kind, mtime, owner) = node;
+        self.nodes.push(Node {
+            parent,
+            name: (off, name.len() as u32),
+            mtime,
+            owner,
+            kind,
+        });
+        if let Kind::Dir { children } = &mut self.nodes[parent as usize].kind {
+            children.push(slot);
+        }
+        self.index(slot);
+        slot
+    }
+
+    fn path_of(&self, mut slot: Slot) -> String {
+        let mut parts = Vec::new();
+        while slot != ROOT_SLOT {
+            parts.push(self.name(slot));
+            slot = self.nodes[slot as usize].parent;
+        }
+        parts.reverse();
+        parts.join("/")
+    }
+}
+
 /// The finished, immutable tree.
 #[derive(Debug)]
 pub struct View {
-    nodes: Vec<Node>,
-    /// Inode -> index into `nodes`, set once [`View::renumber_like`] has
-    /// given nodes the inode numbers of an earlier view; empty means
-    /// inode `i` is `nodes[i - 1]`.
-    slots: FxHashMap<Ino, u32>,
+    tree: Tree,
+    /// Slot -> inode, set once [`View::renumber_like`] has given nodes
+    /// the inode numbers of an earlier view; empty means slot + 1.
+    inos: Vec<Ino>,
+    /// Inode -> slot, the inverse of `inos`.
+    slots: FxHashMap<Ino, Slot>,
     /// The highest inode number in use; fresh inodes start above it.
     pub max_ino: Ino,
     /// The interpreter whose pycs [`Source::Pyc`] names.
@@ -197,11 +309,44 @@ pub struct View {
 }
 
 impl View {
-    pub fn get(&self, ino: Ino) -> Option<&Node> {
-        if self.slots.is_empty() {
-            return self.nodes.get(usize::try_from(ino).ok()?.checked_sub(1)?);
+    fn slot(&self, ino: Ino) -> Option<Slot> {
+        if self.inos.is_empty() {
+            let s = Slot::try_from(ino.checked_sub(1)?).ok()?;
+            return ((s as usize) < self.tree.nodes.len()).then_some(s);
         }
-        self.nodes.get(*self.slots.get(&ino)? as usize)
+        self.slots.get(&ino).copied()
+    }
+
+    fn ino(&self, slot: Slot) -> Ino {
+        match self.inos.get(slot as usize) {
+            Some(&ino) => ino,
+            None => Ino::from(slot) + 1,
+        }
+    }
+
+    pub fn get(&self, ino: Ino) -> Option<&Node> {
+        self.tree.nodes.get(self.slot(ino)? as usize)
+    }
+
+    /// A node's name (empty for the root).
+    pub fn name(&self, ino: Ino) -> &str {
+        self.slot(ino).map_or("", |s| self.tree.name(s))
+    }
+
+    /// The inode of a node's parent directory (the root's is the root).
+    pub fn parent(&self, ino: Ino) -> Ino {
+        self.slot(ino)
+            .map_or(ROOT, |s| self.ino(self.tree.nodes[s as usize].parent))
+    }
+
+    /// A directory's children in readdir order: inode, name and node.
+    pub fn children(&self, ino: Ino) -> impl Iterator<Item = (Ino, &str, &Node)> {
+        let kids: &[Slot] = match self.get(ino).map(|n| &n.kind) {
+            Some(Kind::Dir { children }) => children,
+            _ => &[],
+        };
+        kids.iter()
+            .map(|&s| (self.ino(s), self.tree.name(s), &self.tree.nodes[s as usize]))
     }
 
     /// Give every node that `old` also has (same path, same kind, same
@@ -211,21 +356,20 @@ impl View {
     /// kernel may still cache.
     pub fn renumber_like(&mut self, old: &View) {
         let mut next = old.max_ino.max(self.max_ino) + 1;
-        let mut map: Vec<Ino> = vec![0; self.nodes.len()];
-        map[0] = ROOT;
-        let mut stack = vec![(ROOT, Some(ROOT))];
+        let nodes = &self.tree.nodes;
+        let mut map: Vec<Ino> = vec![0; nodes.len()];
+        map[ROOT_SLOT as usize] = ROOT;
+        let mut stack = vec![(ROOT_SLOT, Some(ROOT))];
         while let Some((new_dir, old_dir)) = stack.pop() {
-            let Some(Kind::Dir { children, .. }) =
-                self.nodes.get(new_dir as usize - 1).map(|n| &n.kind)
-            else {
+            let Kind::Dir { children } = &nodes[new_dir as usize].kind else {
                 continue;
             };
             for &child in children {
-                let node = &self.nodes[child as usize - 1];
+                let node = &nodes[child as usize];
                 let kept = old_dir
-                    .and_then(|d| old.lookup(d, &node.name))
+                    .and_then(|d| old.lookup(d, self.tree.name(child)))
                     .filter(|&o| old.get(o).is_some_and(|on| same_content(on, node)));
-                map[child as usize - 1] = kept.unwrap_or_else(|| {
+                map[child as usize] = kept.unwrap_or_else(|| {
                     next += 1;
                     next - 1
                 });
@@ -234,24 +378,13 @@ impl View {
                 }
             }
         }
-        self.apply_numbering(&map);
-    }
-
-    fn apply_numbering(&mut self, map: &[Ino]) {
-        let remap = |i: Ino| map[i as usize - 1];
-        for node in &mut self.nodes {
-            node.parent = remap(node.parent);
-            if let Kind::Dir { children, by_name } = &mut node.kind {
-                children.iter_mut().for_each(|c| *c = remap(*c));
-                by_name.values_mut().for_each(|c| *c = remap(*c));
-            }
-        }
         self.slots = map
             .iter()
             .enumerate()
-            .map(|(i, &ino)| (ino, i as u32))
+            .map(|(i, &ino)| (ino, i as Slot))
             .collect();
         self.max_ino = map.iter().copied().max().unwrap_or(ROOT);
+        self.inos = map;
     }
 
     /// What the kernel must forget after replacing `old` by `self` (both
@@ -259,26 +392,23 @@ impl View {
     /// added, removed or now naming another inode.
     pub fn changes_since(&self, old: &View) -> Vec<Change> {
         let mut out = Vec::new();
-        for node in &self.nodes {
-            let Kind::Dir { by_name, .. } = &node.kind else {
+        for (slot, node) in self.tree.nodes.iter().enumerate() {
+            if !node.is_dir() {
                 continue;
-            };
-            let ino = self.ino_of(node);
-            let old_names = match old.get(ino).map(|n| &n.kind) {
-                Some(Kind::Dir { by_name, .. }) => Some(by_name),
-                _ => None,
-            };
-            let Some(old_names) = old_names else { continue };
-            let mut names: Vec<Arc<str>> = by_name
-                .iter()
-                .filter(|(n, i)| old_names.get(*n) != Some(i))
-                .map(|(n, _)| n.clone())
+            }
+            let ino = self.ino(slot as Slot);
+            if !old.get(ino).is_some_and(Node::is_dir) {
+                continue;
+            }
+            let mut names: Vec<String> = self
+                .children(ino)
+                .filter(|&(child, name, _)| old.lookup(ino, name) != Some(child))
+                .map(|(_, name, _)| name.to_string())
                 .collect();
             names.extend(
-                old_names
-                    .keys()
-                    .filter(|n| !by_name.contains_key(*n))
-                    .cloned(),
+                old.children(ino)
+                    .filter(|&(_, name, _)| self.lookup(ino, name).is_none())
+                    .map(|(_, name, _)| name.to_string()),
             );
             if !names.is_empty() {
                 out.push(Change { dir: ino, names });
@@ -287,21 +417,10 @@ impl View {
         out
     }
 
-    fn ino_of(&self, node: &Node) -> Ino {
-        match &self.get(node.parent).map(|p| &p.kind) {
-            Some(Kind::Dir { by_name, .. }) if !node.name.is_empty() => {
-                by_name.get(&node.name).copied().unwrap_or(ROOT)
-            }
-            _ => ROOT,
-        }
-    }
-
     /// O(1) name lookup in a directory.
     pub fn lookup(&self, parent: Ino, name: &str) -> Option<Ino> {
-        match &self.get(parent)?.kind {
-            Kind::Dir { by_name, .. } => by_name.get(name).copied(),
-            Kind::File { .. } => None,
-        }
+        let dir = self.slot(parent)?;
+        self.tree.find(dir, name).map(|s| self.ino(s))
     }
 
     /// Resolve a `/`-separated path relative to the root.
@@ -312,39 +431,52 @@ impl View {
     }
 
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.tree.nodes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.tree.nodes.is_empty()
     }
 
     /// The full path of a node, for messages.
-    pub fn path_of(&self, mut ino: Ino) -> String {
-        let mut parts = Vec::new();
-        while ino != ROOT {
-            let Some(n) = self.get(ino) else { break };
-            parts.push(n.name.to_string());
-            ino = n.parent;
-        }
-        parts.reverse();
-        parts.join("/")
+    pub fn path_of(&self, ino: Ino) -> String {
+        self.slot(ino)
+            .map_or_else(String::new, |s| self.tree.path_of(s))
     }
 }
 
 /// Builds a [`View`] one dist at a time.
 pub struct ViewBuilder {
-    nodes: Vec<Node>,
+    tree: Tree,
     cache_tag: String,
     owners: Vec<String>,
     policy: ConflictPolicy,
     dir_mtime: SystemTime,
     overridden: Vec<Conflict>,
+    /// The directory the last file went into, and its slot: a dist's
+    /// files come grouped by directory, so most paths skip the walk.
+    last_dir: (String, Slot),
+    /// Scratch for pyc names.
+    pyc_name: String,
+}
+
+/// The full path of a file being inserted, rendered only for a conflict.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Path(&'a str),
+    /// The pyc of this `.py` source path.
+    PycOf(&'a str),
 }
 
 /// Seconds since the epoch as a `SystemTime`.
 pub fn epoch_secs(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+fn new_dir() -> Kind {
+    Kind::Dir {
+        children: Vec::new(),
+    }
 }
 
 impl ViewBuilder {
@@ -353,22 +485,24 @@ impl ViewBuilder {
     /// (importlib.metadata and the import system cache on it).
     pub fn new(policy: ConflictPolicy, dir_mtime: SystemTime, cache_tag: &str) -> Self {
         let root = Node {
-            parent: ROOT,
-            name: "".into(),
+            parent: ROOT_SLOT,
+            name: (0, 0),
             mtime: dir_mtime,
             owner: 0,
-            kind: Kind::Dir {
-                children: Vec::new(),
-                by_name: FxHashMap::default(),
-            },
+            kind: new_dir(),
         };
         ViewBuilder {
-            nodes: vec![root],
+            tree: Tree {
+                nodes: vec![root],
+                ..Tree::default()
+            },
             cache_tag: cache_tag.to_string(),
             owners: Vec::new(),
             policy,
             dir_mtime,
             overridden: Vec::new(),
+            last_dir: (String::new(), ROOT_SLOT),
+            pyc_name: String::new(),
         }
     }
 
@@ -383,26 +517,54 @@ impl ViewBuilder {
         self.owners
             .push(format!("{} {}", dist.meta.name, dist.meta.version));
         let mtime = epoch_secs(dist.meta.ingested);
+        self.tree.nodes.reserve(dist.files.len() * 2);
         for f in dist.files.iter().filter(|f| f.scheme.in_site_packages()) {
             let file = Kind::File {
                 source: Source::Object(f.object),
                 size: f.size,
                 executable: f.executable,
             };
-            self.insert(&f.path, file, mtime, owner)?;
-            if let Some(stem) = f.path.strip_suffix(".py") {
-                if let Some(&size) = pycs.get(&f.object) {
-                    let pyc = pyc_path(stem, &self.cache_tag);
-                    let kind = Kind::File {
-                        source: Source::Pyc(f.object),
-                        size,
-                        executable: false,
-                    };
-                    self.insert(&pyc, kind, mtime, owner)?;
-                }
+            let (dir, name) = self.parent_dir(&f.path, owner)?;
+            self.insert(dir, name, (file, mtime, owner), At::Path(&f.path))?;
+            let Some(stem) = name.strip_suffix(".py") else {
+                continue;
+            };
+            if let Some(&size) = pycs.get(&f.object) {
+                let kind = Kind::File {
+                    source: Source::Pyc(f.object),
+                    size,
+                    executable: false,
+                };
+                self.add_pyc(dir, stem, (kind, mtime, owner), &f.path)?;
             }
         }
         Ok(())
+    }
+
+    /// Add `__pycache__/<stem>.<tag>.pyc` under directory `dir`.
+    fn add_pyc(
+        &mut self,
+        dir: Slot,
+        stem: &str,
+        node: (Kind, SystemTime, u32),
+        source_path: &str,
+    ) -> Result<(), Conflict> {
+        let cache = match self.tree.find(dir, "__pycache__") {
+            Some(s) if self.tree.nodes[s as usize].is_dir() => s,
+            Some(s) => return Err(self.conflict(&self.tree.path_of(s), self.owner_of(s), node.2)),
+            None => self
+                .tree
+                .push(dir, "__pycache__", (new_dir(), self.dir_mtime, node.2)),
+        };
+        let mut name = std::mem::take(&mut self.pyc_name);
+        name.clear();
+        name.push_str(stem);
+        name.push('.');
+        name.push_str(&self.cache_tag);
+        name.push_str(".pyc");
+        let r = self.insert(cache, &name, node, At::PycOf(source_path));
+        self.pyc_name = name;
+        r
     }
 
     /// Add (or replace) a file rendered on first use.
@@ -413,7 +575,7 @@ impl ViewBuilder {
             source: Source::Lazy(lazy),
             executable: false,
         };
-        self.replace(path, kind, self.dir_mtime, owner)
+        self.replace(path, kind, owner)
     }
 
     /// Add (or replace) a generated file, owned by the last added dist.
@@ -429,20 +591,22 @@ impl ViewBuilder {
             source: Source::Inline(bytes),
             executable,
         };
-        self.replace(path, kind, self.dir_mtime, owner)
+        self.replace(path, kind, owner)
     }
 
     pub fn finish(self) -> View {
         let total_bytes = self
+            .tree
             .nodes
             .iter()
             .filter(|n| !n.is_dir())
             .map(Node::size)
             .sum();
         View {
-            max_ino: self.nodes.len() as Ino,
+            max_ino: self.tree.nodes.len() as Ino,
+            inos: Vec::new(),
             slots: FxHashMap::default(),
-            nodes: self.nodes,
+            tree: self.tree,
             cache_tag: self.cache_tag,
             owners: self.owners,
             total_bytes,
@@ -450,51 +614,57 @@ impl ViewBuilder {
         }
     }
 
-    fn insert(
-        &mut self,
-        path: &str,
-        kind: Kind,
-        mtime: SystemTime,
-        owner: u32,
-    ) -> Result<(), Conflict> {
-        let (dir, name) = self.parent_dir(path, owner)?;
-        let Some(existing) = self.child(dir, name) else {
-            self.push(dir, name, kind, mtime, owner);
-            return Ok(());
-        };
-        let node = &self.nodes[existing as usize - 1];
-        match (&node.kind, &kind) {
-            (Kind::File { source: a, .. }, Kind::File { source: b, .. }) if a == b => Ok(()),
-            (Kind::File { .. }, Kind::File { .. }) if self.policy == ConflictPolicy::LastWins => {
-                let c = self.conflict(path, node.owner, owner);
-                log::warn!("{c}: using the file of {}", c.second);
-                self.overridden.push(c);
-                let node = &mut self.nodes[existing as usize - 1];
-                (node.kind, node.owner, node.mtime) = (kind, owner, mtime);
-                Ok(())
-            }
-            _ => Err(self.conflict(path, node.owner, owner)),
+    fn owner_of(&self, slot: Slot) -> u32 {
+        self.tree.nodes[slot as usize].owner
+    }
+
+    /// The full path `at` names, for messages.
+    fn path(&self, at: At) -> String {
+        match at {
+            At::Path(p) => p.to_string(),
+            At::PycOf(source) => pyc_path(&source[..source.len() - 3], &self.cache_tag),
         }
     }
 
-    fn replace(
+    /// Put a file named `name` into directory `dir`: merged with an equal
+    /// file, replacing a different one under last-wins, else a conflict.
+    fn insert(
         &mut self,
-        path: &str,
-        kind: Kind,
-        mtime: SystemTime,
-        owner: u32,
+        dir: Slot,
+        name: &str,
+        node: (Kind, SystemTime, u32),
+        at: At,
     ) -> Result<(), Conflict> {
+        let Some(existing) = self.tree.find(dir, name) else {
+            self.tree.push(dir, name, node);
+            return Ok(());
+        };
+        let (kind, mtime, owner) = node;
+        let old = &self.tree.nodes[existing as usize];
+        match (&old.kind, &kind) {
+            (Kind::File { source: a, .. }, Kind::File { source: b, .. }) if a == b => Ok(()),
+            (Kind::File { .. }, Kind::File { .. }) if self.policy == ConflictPolicy::LastWins => {
+                let c = self.conflict(&self.path(at), old.owner, owner);
+                log::warn!("{c}: using the file of {}", c.second);
+                self.overridden.push(c);
+                let old = &mut self.tree.nodes[existing as usize];
+                (old.kind, old.owner, old.mtime) = (kind, owner, mtime);
+                Ok(())
+            }
+            _ => Err(self.conflict(&self.path(at), old.owner, owner)),
+        }
+    }
+
+    fn replace(&mut self, path: &str, kind: Kind, owner: u32) -> Result<(), Conflict> {
         let (dir, name) = self.parent_dir(path, owner)?;
-        match self.child(dir, name) {
-            Some(ino) if !self.nodes[ino as usize - 1].is_dir() => {
-                let node = &mut self.nodes[ino as usize - 1];
-                (node.kind, node.mtime) = (kind, mtime);
+        match self.tree.find(dir, name) {
+            Some(s) if !self.tree.nodes[s as usize].is_dir() => {
+                let node = &mut self.tree.nodes[s as usize];
+                (node.kind, node.mtime) = (kind, self.dir_mtime);
             }
-            Some(ino) => {
-                return Err(self.conflict(path, self.nodes[ino as usize - 1].owner, owner))
-            }
+            Some(s) => return Err(self.conflict(path, self.owner_of(s), owner)),
             None => {
-                self.push(dir, name, kind, mtime, owner);
+                self.tree.push(dir, name, (kind, self.dir_mtime, owner));
             }
         }
         Ok(())
@@ -502,64 +672,27 @@ impl ViewBuilder {
 
     /// Walk to (creating) the directory holding `path`; returns it and the
     /// final name.
-    fn parent_dir<'p>(&mut self, path: &'p str, owner: u32) -> Result<(Ino, &'p str), Conflict> {
+    fn parent_dir<'p>(&mut self, path: &'p str, owner: u32) -> Result<(Slot, &'p str), Conflict> {
         let (dirs, name) = path.rsplit_once('/').unwrap_or(("", path));
-        let mut cur = ROOT;
+        if dirs == self.last_dir.0 {
+            return Ok((self.last_dir.1, name));
+        }
+        let mut cur = ROOT_SLOT;
         for part in dirs.split('/').filter(|p| !p.is_empty()) {
-            cur = match self.child(cur, part) {
-                Some(ino) if self.nodes[ino as usize - 1].is_dir() => ino,
-                Some(ino) => {
-                    return Err(self.conflict(
-                        &self.path_upto(ino),
-                        self.nodes[ino as usize - 1].owner,
-                        owner,
-                    ))
+            cur = match self.tree.find(cur, part) {
+                Some(s) if self.tree.nodes[s as usize].is_dir() => s,
+                Some(s) => {
+                    return Err(self.conflict(&self.tree.path_of(s), self.owner_of(s), owner))
                 }
-                None => {
-                    let kind = Kind::Dir {
-                        children: Vec::new(),
-                        by_name: FxHashMap::default(),
-                    };
-                    self.push(cur, part, kind, self.dir_mtime, owner)
-                }
+                None => self
+                    .tree
+                    .push(cur, part, (new_dir(), self.dir_mtime, owner)),
             };
         }
+        self.last_dir.0.clear();
+        self.last_dir.0.push_str(dirs);
+        self.last_dir.1 = cur;
         Ok((cur, name))
-    }
-
-    fn child(&self, dir: Ino, name: &str) -> Option<Ino> {
-        match &self.nodes[dir as usize - 1].kind {
-            Kind::Dir { by_name, .. } => by_name.get(name).copied(),
-            Kind::File { .. } => None,
-        }
-    }
-
-    fn push(&mut self, parent: Ino, name: &str, kind: Kind, mtime: SystemTime, owner: u32) -> Ino {
-        let name: Arc<str> = Arc::from(name);
-        self.nodes.push(Node {
-            parent,
-            name: name.clone(),
-            mtime,
-            owner,
-            kind,
-        });
-        let ino = self.nodes.len() as Ino;
-        if let Kind::Dir { children, by_name } = &mut self.nodes[parent as usize - 1].kind {
-            children.push(ino);
-            by_name.insert(name, ino);
-        }
-        ino
-    }
-
-    fn path_upto(&self, mut ino: Ino) -> String {
-        let mut parts = Vec::new();
-        while ino != ROOT {
-            let n = &self.nodes[ino as usize - 1];
-            parts.push(n.name.to_string());
-            ino = n.parent;
-        }
-        parts.reverse();
-        parts.join("/")
     }
 
     fn conflict(&self, path: &str, first: u32, second: u32) -> Conflict {
