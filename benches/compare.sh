@@ -17,11 +17,11 @@
 # plot.png) and the block between the compare markers in README.md.
 # Usage: sudo benches/compare.sh   (N=1 SLOW_N=1 K=2 ENVS=3 for a quick try;
 # knobs and outputs: benches/README.md)
+DEFAULT_N=3              # N: runs of each fast measurement
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || die "run as root: drop_caches, a loop mount and memory cgroups need it"
 [ -e /dev/fuse ] || die "/dev/fuse is missing"
-N=${N:-3}              # runs of each fast measurement
 SLOW_N=${SLOW_N:-3}    # runs of the slow ones (ingest, pip, uv --compile-bytecode)
 K=${K:-10}             # envs per tool for the disk figure (slow tools: SLOW_N)
 ENVS=${ENVS:-10}       # envs importing numpy at once for the page-cache figure

@@ -166,6 +166,8 @@ def header(meta):
         f"{meta['wheels']} pinned wheels",
         f"- medians of N = {meta['n']} runs (ingest, pip and uv `--compile-bytecode`: {meta['slow_n']}), "
         "min–max in brackets; sitefs and baseline runs interleaved",
+        "- times are wall times; `sitefs store add` includes its own `syncfs`, while pip and uv leave "
+        "dirty pages behind (benches/ingest.sh also times them with a `sync` after)",
         f"- work tree on a {meta['workfs']}; page cache: {meta['cgroup']} of a memory cgroup holding the "
         "imports (and the sitefs daemons), after `drop_caches` (`pagecache_meminfo` in raw.tsv: the "
         "machine-wide `Cached:` delta)",

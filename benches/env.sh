@@ -7,8 +7,8 @@
 # pycs honestly).
 # Usage: benches/env.sh   (N=10 K=10 by default; N=3 K=5 for a quick run)
 # Writes benches/results/env-<date>.md and prints it.
+DEFAULT_N=10
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-N=${N:-10}
 K=${K:-10}
 
 resolve_python

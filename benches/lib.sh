@@ -1,6 +1,7 @@
 # Shared helpers for the sitefs benchmark scripts; sourced, not run.
 # Environment knobs (all optional):
 #   N                    runs per measurement (median reported), default 5
+#                        (DEFAULT_N, set by the script before sourcing this)
 #   SITEFS_BENCH_CACHE   cache dir for wheels, tools and scratch trees
 #                        (default ${XDG_CACHE_HOME:-~/.cache}/sitefs-bench)
 #   WHEELS               use this directory of wheels instead of downloading
@@ -12,7 +13,7 @@ export LC_ALL=C
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(git -C "$BENCH_DIR" rev-parse --show-toplevel 2>/dev/null || dirname "$BENCH_DIR")
-N=${N:-5}
+N=${N:-${DEFAULT_N:-5}}   # a script sets DEFAULT_N before sourcing to change it
 CACHE=${SITEFS_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sitefs-bench}
 RESULTS=$BENCH_DIR/results
 mkdir -p "$CACHE" "$RESULTS"
