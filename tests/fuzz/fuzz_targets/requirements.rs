@@ -1,0 +1,9 @@
+//! Fuzz target: see `checks::requirements` for the input format and what is checked.
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    checks::requirements(data);
+});

@@ -1,0 +1,9 @@
+//! Fuzz target: see `checks::wheel_bytes` for the input format and what is checked.
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    checks::wheel_bytes(data);
+});
