@@ -67,7 +67,7 @@ impl EnvPaths {
         }
     }
 
-    fn load(&self) -> Result<Manifest, EnvError> {
+    pub fn load(&self) -> Result<Manifest, EnvError> {
         if !self.manifest.is_file() {
             return Err(EnvError::NotAnEnv(self.venv.display().to_string()));
         }
@@ -85,7 +85,7 @@ impl EnvPaths {
         }
     }
 
-    fn site_packages(&self, m: &Manifest) -> PathBuf {
+    pub fn site_packages(&self, m: &Manifest) -> PathBuf {
         self.venv
             .join(format!("lib/python{}/site-packages", m.python.version))
     }

@@ -12,6 +12,7 @@
 //! and [`pylock`] locks into store dists, [`venv`] writes the skeleton,
 //! [`scripts`] and [`record`] what pip would have written.
 
+pub mod adopt;
 pub mod bytecode;
 pub mod daemon;
 pub mod dist_index;
@@ -24,6 +25,7 @@ pub mod interpreter;
 pub mod lock;
 pub mod manifest;
 pub mod markers;
+pub mod materialize;
 pub mod progress;
 pub mod pylock;
 pub mod record;

@@ -501,3 +501,192 @@ fn another_user_mounts_from_a_root_owned_store_but_cannot_change_it() {
     let umount = as_nobody(&[os("umount"), mnt.as_os_str()]);
     assert_success(&umount);
 }
+
+/// A pip-made venv of `wheels` (pip's own RECORDs, scripts, pycs).
+fn pip_venv(work: &Work, name: &str, wheels: &[&Path]) -> PathBuf {
+    let venv = work.path(name);
+    let mut mk = clean(Command::new(real_python()));
+    mk.args(["-m", "venv"]).arg(&venv);
+    assert_success(&run_limited(mk));
+    let mut pip = clean(Command::new(venv.join("bin/python")));
+    pip.args(["-m", "pip", "install", "-q", "--no-index", "--no-deps"])
+        .args(wheels);
+    assert_success(&run_limited(pip));
+    venv
+}
+
+fn pip_list(venv: &Path) -> String {
+    let out = venv_run(venv, "python", &["-m", "pip", "list", "--format=freeze"]);
+    assert_success(&out);
+    stdout_of(&out)
+}
+
+/// Bytes of real files under `dir`, not crossing into mounts (`du -x`).
+fn disk_bytes(dir: &Path) -> u64 {
+    let dev = fs::metadata(dir).unwrap().dev();
+    let mut total = 0;
+    for e in fs::read_dir(dir).unwrap().filter_map(|e| e.ok()) {
+        let m = fs::symlink_metadata(e.path()).unwrap();
+        if m.dev() != dev {
+            continue;
+        }
+        total += if m.is_dir() {
+            disk_bytes(&e.path())
+        } else {
+            m.len()
+        };
+    }
+    total
+}
+
+fn adopt_wheels(work: &Work) -> Vec<PathBuf> {
+    let tool = WheelBuilder::new("adtool", "1.0")
+        .file(
+            "adtool/__init__.py",
+            "def main():\n    print('adtool ran')\n",
+        )
+        .file(
+            "adtool/big.py",
+            format!("DATA = {:?}\n", "x".repeat(200_000)),
+        )
+        .data("data", "share/adtool/notes.txt", "notes\n")
+        .data("scripts", "adscript", "#!python\nprint('adscript ran')\n")
+        .entry_points("[console_scripts]\nadtool = adtool:main\n");
+    vec![
+        work.wheel(&tool),
+        work.wheel(&small_wheel("adlib", "2.0", "adlib")),
+    ]
+}
+
+#[test]
+fn adopt_turns_a_pip_venv_into_a_mount_and_materialize_turns_it_back() {
+    let work = Work::new();
+    let wheels = adopt_wheels(&work);
+    let refs: Vec<&Path> = wheels.iter().map(|p| p.as_path()).collect();
+    let venv_path = pip_venv(&work, "venv", &refs);
+    let venv = Venv::guard(&venv_path);
+    let before = pip_list(&venv.path);
+    let disk_before = disk_bytes(&venv.path);
+
+    let dry = sitefs([
+        os("adopt"),
+        os("--dry-run"),
+        os("--store"),
+        work.store().as_os_str(),
+        venv.path.as_os_str(),
+    ]);
+    assert_success(&dry);
+    assert!(
+        stdout_of(&dry).contains("would adopt"),
+        "{}",
+        stdout_of(&dry)
+    );
+    assert!(!work.store().exists(), "a dry run created the store");
+    assert!(!is_mounted(&venv.sp()));
+
+    let adopt = sitefs([
+        os("adopt"),
+        os("--store"),
+        work.store().as_os_str(),
+        venv.path.as_os_str(),
+    ]);
+    assert_success(&adopt);
+    assert!(is_mounted(&venv.sp()));
+    assert_eq!(pip_list(&venv.path), before);
+    let run = venv_run(&venv.path, "adtool", &[]);
+    assert_success(&run);
+    assert_eq!(stdout_of(&run), "adtool ran\n");
+    assert_success(&venv_run(&venv.path, "adscript", &[]));
+    assert_eq!(
+        vpy_ok(
+            &venv.path,
+            "import adlib, adtool.big; print(adlib.VALUE, len(adtool.big.DATA))"
+        ),
+        "adlib 200000\n"
+    );
+    let disk_after = disk_bytes(&venv.path);
+    assert!(
+        disk_after * 10 < disk_before,
+        "the venv still holds {disk_after} of {disk_before} bytes"
+    );
+    // Adopting a second copy stores nothing new: same dists, same ids.
+    let objects = file_count(&work.store().join("objects"));
+    let ids = store_ids(&work);
+    let twin = pip_venv(&work, "twin", &refs);
+    let twin_guard = Venv::guard(&twin);
+    assert_success(&sitefs([
+        os("adopt"),
+        os("--store"),
+        work.store().as_os_str(),
+        twin.as_os_str(),
+    ]));
+    assert_eq!(store_ids(&work), ids);
+    assert_eq!(file_count(&work.store().join("objects")), objects);
+    assert_eq!(pip_list(&twin), before);
+    drop(twin_guard);
+
+    let mat = sitefs([os("env"), os("materialize"), venv.path.as_os_str()]);
+    assert_success(&mat);
+    assert!(!is_mounted(&venv.sp()));
+    assert!(!venv.path.join("sitefs.toml").exists());
+    assert_eq!(pip_list(&venv.path), before);
+    assert_eq!(
+        stdout_of(&venv_run(&venv.path, "adtool", &[])),
+        "adtool ran\n"
+    );
+    // Real, writable files again, with ordinary (timestamp) pycs.
+    let init = venv.sp().join("adlib/__init__.py");
+    assert_eq!(
+        fs::metadata(&init).unwrap().dev(),
+        fs::metadata(&venv.path).unwrap().dev()
+    );
+    fs::write(&init, "VALUE = 'edited'\n").unwrap();
+    assert_eq!(
+        vpy_ok(&venv.path, "import adlib; print(adlib.VALUE)"),
+        "edited\n"
+    );
+    let uninstall = venv_run(
+        &venv.path,
+        "python",
+        &["-m", "pip", "uninstall", "-y", "adtool"],
+    );
+    assert_success(&uninstall);
+    assert!(!venv.path.join("bin/adtool").exists());
+}
+
+#[test]
+fn adopt_refuses_a_venv_with_an_edited_file_and_leaves_it_as_it_was() {
+    let work = Work::new();
+    let wheels = adopt_wheels(&work);
+    let refs: Vec<&Path> = wheels.iter().map(|p| p.as_path()).collect();
+    let venv_path = pip_venv(&work, "venv", &refs);
+    let venv = Venv::guard(&venv_path);
+    let edited = venv.sp().join("adlib/__init__.py");
+    fs::write(&edited, "VALUE = 'hand edited'\n").unwrap();
+    let before = pip_list(&venv.path);
+
+    let out = sitefs([
+        os("adopt"),
+        os("--store"),
+        work.store().as_os_str(),
+        venv.path.as_os_str(),
+    ]);
+    let err = failed_stderr(&out);
+    assert!(err.contains("adlib"), "{err}");
+    assert!(
+        err.contains("adlib/__init__.py was changed after install"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!is_mounted(&venv.sp()));
+    assert!(!venv.path.join("sitefs.toml").exists());
+    assert_eq!(
+        fs::read_to_string(&edited).unwrap(),
+        "VALUE = 'hand edited'\n"
+    );
+    assert_eq!(pip_list(&venv.path), before);
+    assert_eq!(
+        vpy_ok(&venv.path, "import adlib; print(adlib.VALUE)"),
+        "hand edited\n"
+    );
+}

@@ -90,6 +90,8 @@ pub enum EnvCommand {
     Umount { venv: PathBuf },
     /// Rewrite the env's scripts, headers and data files from the store.
     Repair { venv: PathBuf },
+    /// Turn a sitefs env back into a plain venv with real files.
+    Materialize { venv: PathBuf },
 }
 
 pub fn run(cmd: EnvCommand, quiet: bool) -> CliResult {
@@ -145,6 +147,12 @@ pub fn run(cmd: EnvCommand, quiet: bool) -> CliResult {
             env::mount(&venv, &MountOpts::parse(&options.join(","))?)?
         }
         EnvCommand::Umount { venv } => env::umount(&venv)?,
+        EnvCommand::Materialize { venv } => {
+            let n = sitefs::materialize::materialize(&venv)?;
+            if !quiet {
+                println!("{} is a plain venv again ({n} files)", venv.display());
+            }
+        }
         EnvCommand::Repair { venv } => {
             let n = env::repair(&venv)?;
             if !quiet {
@@ -153,4 +161,31 @@ pub fn run(cmd: EnvCommand, quiet: bool) -> CliResult {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+pub fn adopt(
+    venv: &std::path::Path,
+    store: &StoreArg,
+    dry_run: bool,
+    options: &[String],
+    quiet: bool,
+) -> Result<(), super::CliError> {
+    let opts = MountOpts::parse(&options.join(","))?;
+    let store = Store::locate(store.store.as_deref())?;
+    let r = sitefs::adopt::adopt(venv, &store, &opts, dry_run, quiet)?;
+    for f in &r.dropped {
+        eprintln!("note: not carried over: {f} (a virtualenv/uv build shim, not needed to import packages)");
+    }
+    if !quiet {
+        let human = super::store_cmd::human;
+        println!(
+            "{} {}: {} distributions; frees {} of site-packages, adds {} to the store",
+            if dry_run { "would adopt" } else { "adopted" },
+            venv.display(),
+            r.dists,
+            human(r.site_packages_bytes),
+            human(r.new_bytes)
+        );
+    }
+    Ok(())
 }

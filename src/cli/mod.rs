@@ -53,6 +53,18 @@ enum Command {
     },
     /// Unmount a sitefs mount.
     Umount { mountpoint: PathBuf },
+    /// Turn a venv made by pip, uv or tox into a sitefs env (no downloads).
+    Adopt {
+        #[command(flatten)]
+        store: StoreArg,
+        venv: PathBuf,
+        /// Only report what adopting would free and add to the store.
+        #[arg(long = "dry-run", short = 'n')]
+        dry_run: bool,
+        /// Mount options (see `sitefs mount --help`).
+        #[arg(short = 'o', value_name = "OPTS")]
+        options: Vec<String>,
+    },
 }
 
 /// The store location option shared by every command that touches one.
@@ -89,6 +101,12 @@ pub fn main() -> ExitCode {
             options,
         } => mount_cmd::mount(manifest, mountpoint, &options, foreground),
         Command::Umount { mountpoint } => mount_cmd::umount(&mountpoint),
+        Command::Adopt {
+            store,
+            venv,
+            dry_run,
+            options,
+        } => env_cmd::adopt(&venv, &store, dry_run, &options, quiet).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -104,7 +122,9 @@ pub fn main() -> ExitCode {
 /// `sitefs mount SOURCE MOUNTPOINT -o OPTS`, dropping the `rw` libmount
 /// may add by default (the mount is read-only regardless).
 fn mount_helper_args(mut args: Vec<OsString>) -> Vec<OsString> {
-    const COMMANDS: [&str; 6] = ["store", "env", "manifest", "mount", "umount", "help"];
+    const COMMANDS: [&str; 7] = [
+        "store", "env", "manifest", "mount", "umount", "adopt", "help",
+    ];
     let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
     if args.len() < 3 || first.starts_with('-') || COMMANDS.contains(&first) {
         return args;
