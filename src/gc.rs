@@ -176,10 +176,7 @@ fn sweep_fanout(root: &Path, keep: &HashSet<Digest>, suffix: &str) -> Vec<Doomed
 
 /// Bytecode markers of dists that are gone.
 fn dead_markers(dir: &Path, live: &HashSet<String>) -> Vec<Doomed> {
-    let Ok(rd) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    rd.filter_map(|e| e.ok())
+    entries(dir)
         .filter(|e| !e.file_name().to_str().is_some_and(|n| live.contains(n)))
         .map(|e| doomed(e.path()))
         .collect()
@@ -187,10 +184,7 @@ fn dead_markers(dir: &Path, live: &HashSet<String>) -> Vec<Doomed> {
 
 /// `seen/` entries (wheel file -> id) naming a dist that is gone.
 fn stale_seen(store: &Store, live: &HashSet<String>) -> Vec<Doomed> {
-    let Ok(rd) = fs::read_dir(store.root().join("seen")) else {
-        return Vec::new();
-    };
-    rd.filter_map(|e| e.ok())
+    entries(&store.root().join("seen"))
         .filter(|e| {
             let text = fs::read_to_string(e.path()).unwrap_or_default();
             let id = text.trim_end().rsplit(' ').next().unwrap_or("");
@@ -201,29 +195,26 @@ fn stale_seen(store: &Store, live: &HashSet<String>) -> Vec<Doomed> {
 }
 
 fn temp_files(dir: &Path) -> Vec<Doomed> {
-    let Ok(rd) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    rd.filter_map(|e| e.ok())
+    entries(dir)
         .filter(|e| roots::is_temp(&e.path()))
         .map(|e| doomed(e.path()))
         .collect()
 }
 
 fn everything_in(dir: &Path) -> Vec<Doomed> {
-    let Ok(rd) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    rd.filter_map(|e| e.ok())
-        .map(|e| doomed(e.path()))
-        .collect()
+    entries(dir).map(|e| doomed(e.path())).collect()
+}
+
+/// The readable entries of `dir`; none if it is missing.
+fn entries(dir: &Path) -> impl Iterator<Item = fs::DirEntry> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
 }
 
 fn subdirs(dir: &Path) -> Vec<PathBuf> {
-    let Ok(rd) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    rd.filter_map(|e| e.ok())
+    entries(dir)
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.path())
         .collect()

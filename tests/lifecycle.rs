@@ -113,17 +113,7 @@ fn gc_keeps_envs_mounts_and_pins_and_frees_everything_else() {
 
     // A manifest mounted directly (fstab/autofs style), not an env.
     let manifest = work.path("m/mounted.toml");
-    let new = sitefs([
-        os("manifest"),
-        os("new"),
-        os("--store"),
-        work.store().as_os_str(),
-        os("--python"),
-        os(py),
-        os("-o"),
-        manifest.as_os_str(),
-        os("gcmounted"),
-    ]);
+    let new = manifest_new(&work, &manifest, os("gcmounted"));
     assert_success(&new);
     let mnt = work.path("m/mnt");
     fs::create_dir_all(&mnt).unwrap();
@@ -181,6 +171,21 @@ fn pip_dists(work: &Work) -> usize {
         .iter()
         .filter(|id| !id.starts_with("gc"))
         .count()
+}
+
+/// `sitefs manifest new` naming one store dist, written to `manifest`.
+fn manifest_new(work: &Work, manifest: &Path, spec: &OsStr) -> std::process::Output {
+    sitefs([
+        os("manifest"),
+        os("new"),
+        os("--store"),
+        work.store().as_os_str(),
+        os("--python"),
+        os(real_python()),
+        os("-o"),
+        manifest.as_os_str(),
+        spec,
+    ])
 }
 
 /// Unmounts a plain mount on drop (also when the test panics).
@@ -255,17 +260,11 @@ fn gc_racing_ingests_env_creations_and_mounts_never_breaks_them() {
             &[os("--python"), os(py), mount_wheel.as_os_str()],
         ));
         let manifest = work.path(&format!("r{rounds}/m.toml"));
-        assert_success(&sitefs([
-            os("manifest"),
-            os("new"),
-            os("--store"),
-            work.store().as_os_str(),
-            os("--python"),
-            os(py),
-            os("-o"),
-            manifest.as_os_str(),
+        assert_success(&manifest_new(
+            &work,
+            &manifest,
             os(&format!("gcmnt=={rounds}.0")),
-        ]));
+        ));
         let mnt = work.path(&format!("r{rounds}/mnt"));
         fs::create_dir_all(&mnt).unwrap();
         let _mount = MountGuard(mnt.clone());
@@ -448,17 +447,7 @@ fn another_user_mounts_from_a_root_owned_store_but_cannot_change_it() {
     // The manifest is written by root (probing root's interpreter) and
     // handed over: mounting needs no interpreter.
     let manifest = user_dir.join("m.toml");
-    let new = sitefs([
-        os("manifest"),
-        os("new"),
-        os("--store"),
-        work.store().as_os_str(),
-        os("--python"),
-        os(py),
-        os("-o"),
-        manifest.as_os_str(),
-        os("gcshared"),
-    ]);
+    let new = manifest_new(&work, &manifest, os("gcshared"));
     assert_success(&new);
     std::os::unix::fs::chown(&manifest, Some(65534), Some(65534)).unwrap();
     let mnt = user_dir.join("mnt");
