@@ -14,25 +14,37 @@
 //! Protocol (one worker): the worker prints `ready <magic hex> <cache_tag>`
 //! once. Each request is a line `<count>` followed by `count` lines
 //! `source NUL display NUL output`. The worker reads the whole batch before
-//! answering (so writing a large batch can never deadlock against unread
-//! replies), then answers one line per job, in order: `ok`, `err <message>`
+//! answering, then answers one line per job, in order: `ok`, `err <message>`
 //! (the source does not compile) or `io <message>` (reading the source or
 //! writing the pyc failed).
+//!
+//! Jobs wait in a queue that one driver thread per worker drains; each
+//! driver keeps two batches in flight, so the next batch is already in the
+//! worker's stdin when it finishes one and it never idles on a round trip.
+//! That cannot deadlock: a worker writes at most `MAX_BATCH` short replies
+//! (under 16 KiB, less than a pipe buffer) before it reads the next batch,
+//! so it never blocks on a driver that is itself blocked writing.
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::interpreter::Interpreter;
 
-/// Most jobs sent to one worker in one round trip: big enough to amortise
-/// the round trip, small enough to balance work across workers.
+/// Most jobs sent to one worker at once: big enough to amortise the round
+/// trip, small enough to balance work across workers, and few enough that
+/// the replies to one batch (at most ~510 bytes each) fit in a pipe buffer.
 const MAX_BATCH: usize = 32;
+
+/// Batches a driver keeps sent but unanswered: the one the worker compiles
+/// and the one waiting in its stdin.
+const IN_FLIGHT: usize = 2;
 
 /// Bytes of a worker's stderr kept for crash reports.
 const STDERR_TAIL: usize = 4096;
@@ -79,12 +91,20 @@ def create(tmp, dst):
         return os.open(tmp, flags, 0o444)
 
 
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def write_atomic(dst, pyc, suffix):
     tmp = dst + suffix
     fd = create(tmp, dst)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(pyc)
+        try:
+            write_all(fd, pyc)
+        finally:
+            os.close(fd)
         os.replace(tmp, dst)
     except BaseException:
         try:
@@ -106,8 +126,8 @@ def one_line(exc):
 def run(line, suffix):
     src, dfile, dst = line.split(b"\0")
     try:
-        with open(src, "rb") as f:
-            data = f.read()
+        with open(src, "rb", buffering=0) as f:
+            data = f.readall()
     except OSError as exc:
         return b"io " + one_line(exc)
     try:
@@ -207,8 +227,11 @@ pub enum CompileOutcome {
     Failed(String),
 }
 
-/// Replies of the batches one thread ran, keyed by batch index.
-type BatchReplies = Vec<(usize, Vec<Reply>)>;
+/// Replies one driver collected, keyed by job index.
+type Replies = Vec<(usize, Reply)>;
+
+/// An encoded job line and its index among the call's jobs.
+type Line = (usize, Vec<u8>);
 
 /// A reply line, before IO failures are turned into errors.
 enum Reply {
@@ -287,24 +310,45 @@ impl CompilerPool {
     /// crashed worker is replaced for later calls).
     pub fn compile(&self, jobs: &[CompileJob]) -> Result<Vec<CompileOutcome>, BytecodeError> {
         let lines = jobs.iter().map(encode_job).collect::<Result<Vec<_>, _>>()?;
-        let batch = jobs.len().div_ceil(self.size * 4).clamp(1, MAX_BATCH);
-        let batches: Vec<&[Vec<u8>]> = lines.chunks(batch).collect();
-        let run = BatchRun {
-            pool: self,
-            batches: &batches,
-            next: AtomicUsize::new(0),
-            abort: AtomicBool::new(false),
-        };
-        let threads = self.size.min(batches.len());
-        let results = if threads <= 1 {
-            vec![run.drive()]
-        } else {
-            std::thread::scope(|s| {
-                let handles: Vec<_> = (0..threads).map(|_| s.spawn(|| run.drive())).collect();
-                handles.into_iter().map(join_scoped).collect()
-            })
-        };
-        self.collect(jobs, batch, results)
+        let queue = Queue::default();
+        queue.push(lines.into_iter().enumerate());
+        let results = self.run(&queue, || Ok(()));
+        self.collect(jobs, results)
+    }
+
+    /// Compile jobs as they arrive, until every sender of `jobs` is gone:
+    /// workers start on the first jobs while later ones are still being
+    /// produced, and no call boundary ever leaves a worker waiting for the
+    /// others. Returns every job with its outcome, in arrival order; fails
+    /// like [`CompilerPool::compile`] (jobs still arriving after a failure
+    /// are received and dropped, so senders never see a closed channel
+    /// early).
+    pub fn compile_stream(
+        &self,
+        jobs: Receiver<Vec<CompileJob>>,
+    ) -> Result<Vec<(CompileJob, CompileOutcome)>, BytecodeError> {
+        let queue = Queue::default();
+        let mut all: Vec<CompileJob> = Vec::new();
+        let results = self.run(&queue, || {
+            let mut first_error = Ok(());
+            for batch in jobs {
+                let lines: Result<Vec<_>, _> = batch.iter().map(encode_job).collect();
+                match lines {
+                    Ok(lines) if first_error.is_ok() => {
+                        queue.push((all.len()..).zip(lines));
+                        all.extend(batch);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        queue.fail();
+                        first_error = first_error.and(Err(e));
+                    }
+                }
+            }
+            first_error
+        });
+        let outcomes = self.collect(&all, results)?;
+        Ok(all.into_iter().zip(outcomes).collect())
     }
 
     /// The interpreter's `cache_tag` (e.g. "cpython-311"), confirmed by
@@ -323,19 +367,94 @@ impl CompilerPool {
         self.size
     }
 
+    /// Drain `queue` with one driver thread per worker while `feed` (on
+    /// this thread) fills it; the queue is closed when `feed` returns.
+    /// Returns the feed's result first, then each driver's.
+    fn run(
+        &self,
+        queue: &Queue,
+        feed: impl FnOnce() -> Result<(), BytecodeError>,
+    ) -> Vec<Result<Replies, BytecodeError>> {
+        std::thread::scope(|s| {
+            let drivers: Vec<_> = (0..self.size)
+                .map(|_| s.spawn(|| self.drive(queue)))
+                .collect();
+            let fed = feed();
+            queue.close();
+            let mut results = vec![fed.map(|()| Vec::new())];
+            results.extend(drivers.into_iter().map(join_scoped));
+            results
+        })
+    }
+
+    /// One driver: take batches from the queue and run them on one worker
+    /// (checked out when the first batch arrives, so a lazy pool starts no
+    /// more workers than it has work for), keeping [`IN_FLIGHT`] batches
+    /// sent. On failure the queue is failed, so the other drivers stop
+    /// after their current batches, and the worker is replaced.
+    fn drive(&self, queue: &Queue) -> Result<Replies, BytecodeError> {
+        let mut done = Vec::new();
+        let mut worker: Option<Worker> = None;
+        let mut sent: VecDeque<Vec<Line>> = VecDeque::new();
+        let result = loop {
+            if sent.len() < IN_FLIGHT {
+                if let Some(batch) = queue.take(sent.is_empty(), self.size) {
+                    let w = match worker.as_mut() {
+                        Some(w) => w,
+                        None => match self.checkout() {
+                            Ok(w) => worker.insert(w),
+                            Err(e) => break Err(e),
+                        },
+                    };
+                    if w.send(&batch).is_err() {
+                        // The worker died; if it was busy with an earlier
+                        // batch, its replies tell which job killed it.
+                        let err = match sent.pop_front() {
+                            Some(earlier) => w.replies(&earlier).err(),
+                            None => None,
+                        };
+                        break Err(err.unwrap_or_else(|| w.died(&job_context(&batch, 0))));
+                    }
+                    sent.push_back(batch);
+                    continue;
+                }
+            }
+            let (Some(batch), Some(w)) = (sent.pop_front(), worker.as_mut()) else {
+                break Ok(());
+            };
+            match w.replies(&batch) {
+                Ok(replies) => done.extend(batch.iter().map(|(i, _)| *i).zip(replies)),
+                Err(e) => break Err(e),
+            }
+        };
+        match result {
+            Ok(()) => {
+                if let Some(w) = worker {
+                    self.checkin(w);
+                }
+                Ok(done)
+            }
+            Err(e) => {
+                queue.fail();
+                if let Some(w) = worker {
+                    w.kill();
+                    self.replace();
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Merge per-thread results into job order, surfacing the first error.
     fn collect(
         &self,
         jobs: &[CompileJob],
-        batch: usize,
-        results: Vec<Result<BatchReplies, BytecodeError>>,
+        results: Vec<Result<Replies, BytecodeError>>,
     ) -> Result<Vec<CompileOutcome>, BytecodeError> {
         let mut replies: Vec<Option<Reply>> = (0..jobs.len()).map(|_| None).collect();
         for result in results {
-            for (index, batch_replies) in result? {
-                for (offset, reply) in batch_replies.into_iter().enumerate() {
-                    replies[index * batch + offset] = Some(reply);
-                }
+            for (index, reply) in result? {
+                replies[index] = Some(reply);
             }
         }
         jobs.iter()
@@ -442,48 +561,64 @@ impl Drop for CompilerPool {
     }
 }
 
-/// Shared state of one `compile` call: batches are claimed in order by
-/// whichever thread is free, so fast workers take more.
-struct BatchRun<'a> {
-    pool: &'a CompilerPool,
-    batches: &'a [&'a [Vec<u8>]],
-    next: AtomicUsize,
-    abort: AtomicBool,
+/// Jobs of one compile call waiting for a driver.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    changed: Condvar,
 }
 
-impl BatchRun<'_> {
-    /// Claim and run batches until none are left or another thread failed.
-    fn drive(&self) -> Result<BatchReplies, BytecodeError> {
-        let mut done = Vec::new();
-        while !self.abort.load(Ordering::Relaxed) {
-            let index = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some(batch) = self.batches.get(index) else {
-                break;
-            };
-            match self.run_one(batch) {
-                Ok(replies) => done.push((index, replies)),
-                Err(e) => {
-                    self.abort.store(true, Ordering::Relaxed);
-                    return Err(e);
-                }
-            }
-        }
-        Ok(done)
+#[derive(Default)]
+struct QueueState {
+    pending: VecDeque<Line>,
+    /// No more jobs will be pushed.
+    closed: bool,
+    /// Something failed: drivers stop taking batches.
+    failed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Run one batch on a checked-out worker; a failed worker is replaced.
-    fn run_one(&self, batch: &[Vec<u8>]) -> Result<Vec<Reply>, BytecodeError> {
-        let mut worker = self.pool.checkout()?;
-        match worker.run_batch(batch) {
-            Ok(replies) => {
-                self.pool.checkin(worker);
-                Ok(replies)
+    fn push(&self, lines: impl IntoIterator<Item = Line>) {
+        self.lock().pending.extend(lines);
+        self.changed.notify_all();
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+
+    fn fail(&self) {
+        self.lock().failed = true;
+        self.changed.notify_all();
+    }
+
+    /// The next batch: a fair share of what is pending (so the last jobs
+    /// spread over all workers), at most [`MAX_BATCH`]. With `wait`, waits
+    /// for jobs; `None` means the queue is finished (closed and empty, or
+    /// failed), or, without `wait`, that nothing is pending right now.
+    fn take(&self, wait: bool, workers: usize) -> Option<Vec<Line>> {
+        let mut state = self.lock();
+        loop {
+            if state.failed {
+                return None;
             }
-            Err(e) => {
-                worker.kill();
-                self.pool.replace();
-                Err(e)
+            if !state.pending.is_empty() {
+                let n = state
+                    .pending
+                    .len()
+                    .div_ceil(workers * IN_FLIGHT)
+                    .clamp(1, MAX_BATCH);
+                return Some(state.pending.drain(..n).collect());
             }
+            if state.closed || !wait {
+                return None;
+            }
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
     }
 }
@@ -590,11 +725,8 @@ impl Worker {
         }
     }
 
-    /// Send one batch and read one reply per job.
-    fn run_batch(&mut self, batch: &[Vec<u8>]) -> Result<Vec<Reply>, BytecodeError> {
-        if self.send(batch).is_err() {
-            return Err(self.died(&job_context(batch, 0)));
-        }
+    /// Read the replies to a sent batch, one per job.
+    fn replies(&mut self, batch: &[Line]) -> Result<Vec<Reply>, BytecodeError> {
         let mut replies = Vec::with_capacity(batch.len());
         for index in 0..batch.len() {
             match self.read_line() {
@@ -606,11 +738,11 @@ impl Worker {
     }
 
     /// Write a whole batch (header + job lines) in one go.
-    fn send(&mut self, batch: &[Vec<u8>]) -> io::Result<()> {
-        let size: usize = batch.iter().map(|l| l.len() + 1).sum();
+    fn send(&mut self, batch: &[Line]) -> io::Result<()> {
+        let size: usize = batch.iter().map(|(_, l)| l.len() + 1).sum();
         let mut buf = Vec::with_capacity(size + 8);
         buf.extend_from_slice(format!("{}\n", batch.len()).as_bytes());
-        for line in batch {
+        for (_, line) in batch {
             buf.extend_from_slice(line);
             buf.push(b'\n');
         }
@@ -699,10 +831,10 @@ impl Drop for Worker {
 }
 
 /// "while compiling `display`" for job `index` of a batch.
-fn job_context(batch: &[Vec<u8>], index: usize) -> String {
+fn job_context(batch: &[Line], index: usize) -> String {
     let display = batch
         .get(index)
-        .and_then(|line| line.split(|&b| b == 0).nth(1))
+        .and_then(|(_, line)| line.split(|&b| b == 0).nth(1))
         .map(String::from_utf8_lossy)
         .unwrap_or_default();
     format!("while compiling `{display}`")

@@ -1,22 +1,27 @@
 //! Adding wheels to the store: verify, deduplicate, compile, publish.
 //!
-//! Ingest runs in three phases so both kinds of CPU work keep every core
-//! busy: (1) wheels are unpacked and verified in parallel (Rust threads),
-//! their new objects staged under `tmp/` and renamed into `objects/`;
-//! (2) every new source is compiled once per interpreter by a pool of
-//! Python workers; (3) after one `syncfs`, each dist's index is renamed
-//! into `dists/` and its bytecode markers written. A crash at any point
-//! leaves only unreferenced objects and staging litter, never a visible
-//! partial distribution; a rejected wheel publishes nothing.
+//! Ingest runs in three overlapping phases so both kinds of CPU work keep
+//! every core busy: (1) wheels are unpacked and verified in parallel (Rust
+//! threads), their new objects staged under `tmp/` and renamed into
+//! `objects/` once the whole wheel checked out; (2) as each wheel is
+//! staged, its new sources stream to a pool of Python workers that compile
+//! each distinct source once per interpreter; (3) after one `syncfs`, each
+//! dist's index is renamed into `dists/` and its bytecode markers written.
+//! A crash at any point leaves only unreferenced objects and staging
+//! litter, never a visible partial distribution; a rejected wheel
+//! publishes nothing.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter};
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Once};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use indicatif::ProgressBar;
@@ -29,6 +34,10 @@ use crate::hashing::Digest;
 use crate::progress;
 use crate::store::{dist_id, io_at, Store, StoreError};
 use crate::wheel::{wheel_digest, Entry, Limits, Wheel, WheelError};
+
+/// Objects and pycs fan out over directories named by the digest's first
+/// byte.
+const FANOUT: usize = 256;
 
 /// Why one wheel could not be added.
 #[derive(Debug, thiserror::Error)]
@@ -99,54 +108,16 @@ pub fn add_wheels(
     opts: &IngestOptions,
 ) -> Vec<WheelReport> {
     clean_stale_staging(store);
+    spread_new_dirs(&store.tmp_dir());
     let t0 = std::time::Instant::now();
     let bar = progress::bar(wheels.len() as u64, "ingesting", opts.quiet);
-    // Each wheel's sources are queued for compilation as soon as it is
-    // staged; one thread feeds the queue to the Python workers, so they
-    // compile while the Rust threads go on unpacking other wheels.
-    let (tx, rx) = mpsc::channel::<(usize, Vec<CompileJob>)>();
-    let (staged, compiled) = std::thread::scope(|scope| {
-        let compiler = scope.spawn(move || compile_queue(pools, rx));
-        let staged: Vec<Result<Staged, IngestError>> = wheels
-            .par_iter()
-            .map(|w| {
-                let r = stage_wheel(store, w, &opts.limits);
-                if let Ok(s) = &r {
-                    for (i, pool) in pools.iter().enumerate() {
-                        let jobs = missing_jobs(store, &[&*s.index], pool.cache_tag());
-                        if !jobs.is_empty() {
-                            let _ = tx.send((i, jobs));
-                        }
-                    }
-                }
-                bar.inc(1);
-                r
-            })
-            .collect();
-        drop(tx);
-        let compiled = compiler
-            .join()
-            .unwrap_or_else(|_| Err("the bytecode compiler thread panicked".to_string()));
-        (staged, compiled)
-    });
+    let (staged, compiled) = stage_and_compile(store, wheels, pools, &opts.limits, &bar);
     bar.finish_and_clear();
-    info!(
-        "unpacked, verified and compiled {} wheels in {:.2?}",
-        wheels.len(),
-        t0.elapsed()
-    );
-    let staged: Vec<Result<Staged, IngestError>> = staged
-        .into_iter()
-        .map(|s| {
-            let s = s?;
-            compiled.clone().map_err(IngestError::Bytecode)?;
-            Ok(s)
-        })
-        .collect();
+    info!("compiled at {:.2?}", t0.elapsed());
     let fresh = staged
         .iter()
         .any(|s| matches!(s, Ok(Staged { stage: Some(_), .. })));
-    if fresh {
+    if fresh || compiled.as_ref().is_ok_and(|&n| n > 0) {
         if let Err(e) = sync_store(store) {
             warn!("syncfs on {}: {e}", store.root().display());
         }
@@ -157,6 +128,7 @@ pub fn add_wheels(
         .zip(staged)
         .map(|(w, s)| {
             let result = s.and_then(|s| {
+                compiled.clone().map_err(IngestError::Bytecode)?;
                 let outcome = s.publish(store, pools)?;
                 store.remember_wheel(w, &outcome.meta().id);
                 Ok(outcome)
@@ -167,6 +139,111 @@ pub fn add_wheels(
             }
         })
         .collect()
+}
+
+/// Phases 1 and 2, overlapped: the wheels are staged in parallel, and each
+/// one's new sources stream to the compiler pools as soon as it is staged,
+/// so the workers compile while the Rust threads go on unpacking. Returns
+/// the staged wheels and how many sources were compiled.
+fn stage_and_compile(
+    store: &Store,
+    wheels: &[PathBuf],
+    pools: &[CompilerPool],
+    limits: &Limits,
+    bar: &ProgressBar,
+) -> (Vec<Result<Staged, IngestError>>, Result<usize, String>) {
+    let t0 = std::time::Instant::now();
+    let fanout = Fanout::default();
+    std::thread::scope(|scope| {
+        let (senders, compilers): (Vec<_>, Vec<_>) = pools
+            .iter()
+            .map(|pool| {
+                let (tx, rx) = mpsc::channel::<Vec<CompileJob>>();
+                (tx, scope.spawn(move || compile_stream(pool, rx)))
+            })
+            .unzip();
+        let feed = SourceFeed::new(store, pools, senders);
+        let staged: Vec<Result<Staged, IngestError>> = wheels
+            .par_iter()
+            .map(|w| {
+                let r = stage_wheel(store, w, limits, &fanout);
+                if let Ok(s) = &r {
+                    feed.queue(&s.index);
+                }
+                bar.inc(1);
+                r
+            })
+            .collect();
+        drop(feed);
+        info!(
+            "unpacked and verified {} wheels in {:.2?}",
+            wheels.len(),
+            t0.elapsed()
+        );
+        if staged
+            .iter()
+            .any(|s| matches!(s, Ok(Staged { stage: Some(_), .. })))
+        {
+            // Flush the objects while the workers finish compiling, so the
+            // final syncfs has only the last pycs left to write.
+            scope.spawn(|| sync_store(store));
+        }
+        let mut compiled = Ok(0);
+        for c in compilers {
+            let panicked = || Err("the bytecode compiler thread panicked".to_string());
+            let n = c.join().unwrap_or_else(|_| panicked());
+            compiled = compiled.and_then(|total| n.map(|n| total + n));
+        }
+        (staged, compiled)
+    })
+}
+
+/// Sends each staged dist's sources to the compile stream of every pool,
+/// each source once per ingest.
+struct SourceFeed<'a> {
+    store: &'a Store,
+    pools: &'a [CompilerPool],
+    senders: Vec<mpsc::Sender<Vec<CompileJob>>>,
+    /// Pyc paths already queued by another wheel.
+    queued: Mutex<HashSet<PathBuf>>,
+    /// Per pool: `bytecode/<tag>/` prepared (on first use only, since a
+    /// rejected wheel must leave no trace in the store).
+    prepared: Vec<Once>,
+}
+
+impl<'a> SourceFeed<'a> {
+    fn new(
+        store: &'a Store,
+        pools: &'a [CompilerPool],
+        senders: Vec<mpsc::Sender<Vec<CompileJob>>>,
+    ) -> Self {
+        SourceFeed {
+            store,
+            pools,
+            senders,
+            queued: Mutex::new(HashSet::new()),
+            prepared: pools.iter().map(|_| Once::new()).collect(),
+        }
+    }
+
+    fn queue(&self, index: &DistIndex) {
+        for (i, pool) in self.pools.iter().enumerate() {
+            let tag = pool.cache_tag();
+            let mut jobs = missing_jobs(self.store, &[index], tag);
+            {
+                let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+                jobs.retain(|j| queued.insert(j.output.clone()));
+            }
+            if jobs.is_empty() {
+                continue;
+            }
+            self.prepared[i]
+                .call_once(|| spread_new_dirs(&self.store.root().join("bytecode").join(tag)));
+            // A send fails only if the compiler thread is gone, which it
+            // reports itself.
+            let _ = self.senders[i].send(jobs);
+        }
+    }
 }
 
 /// Compile bytecode for dists already in the store (a new interpreter).
@@ -261,7 +338,12 @@ impl Drop for StageDir {
 
 /// Phase 1 for one wheel: verify every entry while streaming it into
 /// staging, then move its new objects into `objects/`.
-fn stage_wheel(store: &Store, path: &Path, limits: &Limits) -> Result<Staged, IngestError> {
+fn stage_wheel(
+    store: &Store,
+    path: &Path,
+    limits: &Limits,
+    fanout: &Fanout,
+) -> Result<Staged, IngestError> {
     if let Some(id) = store.seen_wheel(path) {
         return Ok(Staged {
             index: store.load(&id)?,
@@ -284,16 +366,18 @@ fn stage_wheel(store: &Store, path: &Path, limits: &Limits) -> Result<Staged, In
         });
     }
     let stage = StageDir::new(store)?;
+    let claimed = Mutex::new(HashSet::new());
     let files = wheel
         .entries
         .par_iter()
-        .map(|e| extract_entry(&wheel, e, &stage.path))
+        .map(|e| extract_entry(store, &wheel, e, &stage.path, &claimed))
         .collect::<Result<Vec<_>, _>>()?;
-    publish_objects(store, &files)?;
+    publish_objects(store, &files, fanout)?;
     let index = build_index(
         &wheel,
         file_name,
         &bytes,
+        &wheel_sha,
         &id,
         files.into_iter().map(|(f, _)| f).collect(),
     );
@@ -303,16 +387,36 @@ fn stage_wheel(store: &Store, path: &Path, limits: &Limits) -> Result<Staged, In
     })
 }
 
+/// Verify one entry against its RECORD row and stage its bytes as a new
+/// object, unless RECORD's sha256 names an object that is already in the
+/// store or that another entry of this wheel stages: then the entry is
+/// only inflated and hashed, which verifies it just the same without
+/// creating (and later deleting) a file. Returns the staged path, if any.
 fn extract_entry(
+    store: &Store,
     wheel: &Wheel,
     e: &Entry,
     stage: &Path,
-) -> Result<(FileEntry, PathBuf), IngestError> {
-    let tmp = stage.join(format!("o{}", e.zip_index));
-    let file = File::create(&tmp).map_err(io_at(&tmp))?;
-    let (object, size) = wheel.extract(e, BufWriter::with_capacity(64 << 10, &file))?;
-    file.set_permissions(fs::Permissions::from_mode(0o444))
-        .map_err(io_at(&tmp))?;
+    claimed: &Mutex<HashSet<Digest>>,
+) -> Result<(FileEntry, Option<PathBuf>), IngestError> {
+    let known = record_sha256(wheel, e).filter(|d| {
+        !claimed.lock().unwrap_or_else(|p| p.into_inner()).insert(*d)
+            || store.object_path(d).exists()
+    });
+    let (object, size, tmp) = if known.is_some() {
+        let (object, size) = wheel.extract(e, io::sink())?;
+        (object, size, None)
+    } else {
+        let tmp = stage.join(format!("o{}", e.zip_index));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .open(&tmp)
+            .map_err(io_at(&tmp))?;
+        let (object, size) = wheel.extract(e, BufWriter::with_capacity(64 << 10, &file))?;
+        (object, size, Some(tmp))
+    };
     let entry = FileEntry {
         scheme: e.scheme,
         executable: e.executable,
@@ -323,22 +427,126 @@ fn extract_entry(
     Ok((entry, tmp))
 }
 
-/// Rename staged files into `objects/` unless already there. Renaming an
-/// identical file over an existing object is harmless, so racing ingests
-/// need no lock.
-fn publish_objects(store: &Store, files: &[(FileEntry, PathBuf)]) -> Result<(), StoreError> {
-    let mut seen = HashSet::new();
+/// The sha256 RECORD gives for an entry (rows may use sha384/512 instead).
+fn record_sha256(wheel: &Wheel, e: &Entry) -> Option<Digest> {
+    let hash = wheel.record().get(&e.archive_path)?.hash.as_ref()?;
+    let bytes: [u8; 32] = hash.digest.as_slice().try_into().ok()?;
+    (hash.algorithm == "sha256").then_some(Digest(bytes))
+}
+
+/// Rename staged files into `objects/` unless already there (another
+/// ingest may have put it there meanwhile): the rename refuses to replace,
+/// so racing ingests need no lock and an existing object is never swapped
+/// for a new inode.
+fn publish_objects(
+    store: &Store,
+    files: &[(FileEntry, Option<PathBuf>)],
+    fanout: &Fanout,
+) -> Result<(), StoreError> {
     for (f, tmp) in files {
-        if !seen.insert(f.object) {
-            continue;
-        }
+        let Some(tmp) = tmp else { continue };
         let target = store.object_path(&f.object);
-        if target.exists() {
-            continue;
+        fanout.ensure(&target, f.object.0[0])?;
+        match rename_noreplace(tmp, &target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_at(&target)(e)),
         }
-        let parent = target.parent().unwrap_or(store.root());
+    }
+    Ok(())
+}
+
+/// `rename(from, to)` that fails with `AlreadyExists` instead of replacing
+/// `to`. Falls back to check-then-rename where the filesystem does not
+/// support `RENAME_NOREPLACE` (replacing an identical object is harmless).
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    let c =
+        |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput);
+    let (cfrom, cto) = (c(from)?, c(to)?);
+    // SAFETY: both paths are NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            cfrom.as_ptr(),
+            libc::AT_FDCWD,
+            cto.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EINVAL | libc::ENOSYS) if !to.exists() => fs::rename(from, to),
+        Some(libc::EINVAL | libc::ENOSYS) => Err(io::ErrorKind::AlreadyExists.into()),
+        _ => Err(err),
+    }
+}
+
+/// Which fan-out directories of `objects/` this ingest knows to exist, so
+/// each costs one `mkdir` per ingest instead of one per object.
+struct Fanout([AtomicBool; FANOUT]);
+
+impl Default for Fanout {
+    fn default() -> Self {
+        Fanout(std::array::from_fn(|_| AtomicBool::new(false)))
+    }
+}
+
+impl Fanout {
+    fn ensure(&self, target: &Path, first_byte: u8) -> Result<(), StoreError> {
+        let known = &self.0[usize::from(first_byte)];
+        if known.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let parent = target.parent().unwrap_or(target);
         fs::create_dir_all(parent).map_err(io_at(parent))?;
-        fs::rename(tmp, &target).map_err(io_at(&target))?;
+        known.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Create `dir` and ask ext4's allocator (the Orlov "top directory" hint,
+/// `chattr +T`) to spread the directories made in it over the block groups
+/// instead of packing them next to their parent. Used for `tmp/` and
+/// `bytecode/<tag>/`: a wheel's staged objects and a fan-out directory's
+/// pycs then get inodes in a group of their own, so parallel ingests do
+/// not contend for one group, and on a journal-less ext4 new inodes are
+/// not searched for among the thousands just freed in the parent's group
+/// (ext4 skips recently freed inodes, at one buffer lookup each, for every
+/// inode it allocates). Best effort: other filesystems do not know the
+/// flag and are left alone.
+fn spread_new_dirs(dir: &Path) {
+    if fs::create_dir_all(dir).is_ok() {
+        if let Err(e) = set_topdir(dir) {
+            debug!("cannot mark {} as a top directory: {e}", dir.display());
+        }
+    }
+}
+
+/// Set `FS_TOPDIR_FL` on a directory (see [`spread_new_dirs`]).
+fn set_topdir(dir: &Path) -> io::Result<()> {
+    const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
+    // _IOR('f', 1, long) and _IOW('f', 2, long) from <linux/fs.h>.
+    const LONG: libc::c_ulong = std::mem::size_of::<libc::c_long>() as libc::c_ulong;
+    const FS_IOC_GETFLAGS: libc::c_ulong = (2 << 30) | (LONG << 16) | (0x66 << 8) | 1;
+    const FS_IOC_SETFLAGS: libc::c_ulong = (1 << 30) | (LONG << 16) | (0x66 << 8) | 2;
+    let file = File::open(dir)?;
+    let mut flags: libc::c_int = 0;
+    // SAFETY: the kernel reads and writes one int through the pointer,
+    // which stays valid for the call; `file` keeps the descriptor open.
+    unsafe {
+        if libc::ioctl(file.as_raw_fd(), FS_IOC_GETFLAGS as _, &mut flags) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if flags & FS_TOPDIR_FL != 0 {
+            return Ok(());
+        }
+        flags |= FS_TOPDIR_FL;
+        if libc::ioctl(file.as_raw_fd(), FS_IOC_SETFLAGS as _, &flags) != 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }
@@ -347,6 +555,7 @@ fn build_index(
     wheel: &Wheel,
     file_name: &str,
     bytes: &[u8],
+    wheel_sha: &Digest,
     id: &str,
     mut files: Vec<FileEntry>,
 ) -> DistIndex {
@@ -360,7 +569,7 @@ fn build_index(
             name: wheel.name.clone(),
             version: wheel.version.clone(),
             wheel: file_name.to_string(),
-            wheel_sha256: wheel_digest(bytes).to_hex(),
+            wheel_sha256: wheel_sha.to_hex(),
             wheel_size: bytes.len() as u64,
             tags: wheel.file_name.tags(),
             root_is_purelib: wheel.root_is_purelib,
@@ -443,32 +652,30 @@ fn run_jobs(pool: &CompilerPool, jobs: &[CompileJob], bar: &ProgressBar) -> Resu
     Ok(())
 }
 
-/// Drain the compile queue of `add_wheels`: each round takes everything
-/// queued so far (so every worker has work), skips sources already
-/// queued by another wheel, and compiles it. Stops at the first failure
-/// but keeps draining so senders never block.
-fn compile_queue(
-    pools: &[CompilerPool],
-    rx: mpsc::Receiver<(usize, Vec<CompileJob>)>,
-) -> Result<(), String> {
-    let mut result = Ok(());
-    let mut queued: HashSet<PathBuf> = HashSet::new();
-    while let Ok(first) = rx.recv() {
-        let mut round: Vec<(usize, Vec<CompileJob>)> = vec![first];
-        round.extend(rx.try_iter());
-        for (i, pool) in pools.iter().enumerate() {
-            let jobs: Vec<CompileJob> = round
-                .iter_mut()
-                .filter(|(p, _)| *p == i)
-                .flat_map(|(_, jobs)| jobs.drain(..))
-                .filter(|j| queued.insert(j.output.clone()))
-                .collect();
-            if result.is_ok() && !jobs.is_empty() {
-                result = run_jobs(pool, &jobs, &ProgressBar::hidden());
-            }
+/// Compile what the staging threads send until they are done. Returns
+/// how many pycs were written.
+fn compile_stream(
+    pool: &CompilerPool,
+    rx: mpsc::Receiver<Vec<CompileJob>>,
+) -> Result<usize, String> {
+    let outcomes = pool.compile_stream(rx).map_err(|e| e.to_string())?;
+    let mut compiled = 0;
+    for (job, outcome) in &outcomes {
+        match outcome {
+            CompileOutcome::Compiled => compiled += 1,
+            // pip's compileall is quiet about these too (e.g. py2-only
+            // templates); the module still imports from source.
+            CompileOutcome::Failed(why) => debug!("not compiled: {}: {why}", job.display_path),
         }
     }
-    result
+    if compiled < outcomes.len() {
+        debug!(
+            "{} sources did not compile for {}",
+            outcomes.len() - compiled,
+            pool.cache_tag()
+        );
+    }
+    Ok(compiled)
 }
 
 /// Record that a dist is fully compiled for each pool's interpreter. The
@@ -520,7 +727,6 @@ fn pyc_listing(store: &Store, idx: &DistIndex, tag: &str) -> String {
 /// single flush instead of one fsync per file.
 fn sync_store(store: &Store) -> io::Result<()> {
     let dir = File::open(store.root())?;
-    use std::os::fd::AsRawFd;
     // SAFETY: syncfs only reads the descriptor, which `dir` keeps open.
     if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
         return Err(io::Error::last_os_error());
