@@ -28,6 +28,7 @@ use sha2::Digest as _;
 
 use crate::bytecode::CompilerPool;
 use crate::daemon::{self, MountOpts};
+use crate::dist_index::DistMeta;
 use crate::env::{EnvError, MANIFEST_NAME};
 use crate::hashing::Digest;
 use crate::ingest::{self, IngestOptions};
@@ -35,8 +36,10 @@ use crate::interpreter::Interpreter;
 use crate::lock::UseGuard;
 use crate::manifest::{DistRef, EnvSpec, Manifest};
 use crate::roots;
-use crate::store::{io_at, Store};
-use crate::wheel::{csv_field, parse_entry_points, parse_record, RecordHash, RecordRow};
+use crate::store::{dist_id, io_at, Store};
+use crate::wheel::{
+    csv_field, parse_entry_points, parse_record, wheel_digest, Limits, RecordHash, RecordRow, Wheel,
+};
 
 /// Files a dist-info holds only because of how it was installed.
 const INSTALL_FILES: [&str; 3] = ["INSTALLER", "REQUESTED", "RECORD"];
@@ -460,9 +463,21 @@ fn ingest_installed(
         .join(format!("adopt.{}", std::process::id()));
     fs::create_dir_all(&dir).map_err(io_at(&dir))?;
     let result = (|| {
+        // A dist whose wheel the store already holds (an earlier adoption
+        // of an identical venv) needs no file and no ingest.
+        let mut refs: Vec<Option<DistRef>> = Vec::new();
         let mut wheels = Vec::new();
+        let mut fresh = Vec::new();
         for d in dists {
-            wheels.push(write_wheel(&dir, d)?);
+            let (file_name, bytes) = wheel_bytes(d)?;
+            let known = known_dist(store, &file_name, &bytes, &v.interp.cache_tag);
+            refs.push(known.map(|m| DistRef::of(&m, d.requested)));
+            if refs.last().is_some_and(|r| r.is_none()) {
+                let path = dir.join(&file_name);
+                fs::write(&path, &bytes).map_err(io_at(&path))?;
+                wheels.push(path);
+                fresh.push(refs.len() - 1);
+            }
         }
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let pools = [CompilerPool::lazy(&v.interp, workers)];
@@ -470,28 +485,39 @@ fn ingest_installed(
             quiet,
             ..Default::default()
         };
-        let mut refs = Vec::new();
-        for (d, r) in dists
+        for (&i, r) in fresh
             .iter()
             .zip(ingest::add_wheels(store, &wheels, &pools, &opts))
         {
+            let d = &dists[i];
             let meta = r
                 .result
                 .map_err(|e| other(format!("{} {}: {e}", d.name, d.version)))?;
-            refs.push(DistRef::of(meta.meta(), d.requested));
+            refs[i] = Some(DistRef::of(meta.meta(), d.requested));
         }
-        Ok(refs)
+        Ok(refs.into_iter().flatten().collect())
     })();
     let _ = fs::remove_dir_all(&dir);
     result
 }
 
-/// A deterministic wheel of one installed dist: sorted entries, fixed
-/// timestamps, stored (not deflated: it is read once, right away).
-fn write_wheel(dir: &Path, d: &Installed) -> Result<PathBuf, EnvError> {
+/// The store's dist for this wheel, if it has it compiled for `tag`.
+fn known_dist(store: &Store, file_name: &str, bytes: &[u8], tag: &str) -> Option<DistMeta> {
+    let w = Wheel::open(file_name, bytes, &Limits::default()).ok()?;
+    let id = dist_id(&w.name, &w.version, &wheel_digest(bytes));
+    if !store.has_bytecode(tag, &id) {
+        return None;
+    }
+    store.load(&id).ok().map(|idx| idx.meta.clone())
+}
+
+/// A deterministic wheel of one installed dist, as (file name, bytes):
+/// sorted entries, fixed timestamps, stored (not deflated: it is read
+/// once, right away).
+fn wheel_bytes(d: &Installed) -> Result<(String, Vec<u8>), EnvError> {
     let stem = d.dist_info.trim_end_matches(".dist-info");
     let data_dir = format!("{stem}.data");
-    let file = dir.join(format!("{stem}-{}.whl", d.tag));
+    let file = format!("{stem}-{}.whl", d.tag);
     let mut members: BTreeMap<String, &Member> = BTreeMap::new();
     for m in &d.members {
         members.insert(m.name.replace("{data}", &data_dir), m);
@@ -508,8 +534,8 @@ fn write_wheel(dir: &Path, d: &Installed) -> Result<PathBuf, EnvError> {
         );
     }
     record += &format!("{},,\n", csv_field(&record_name));
-    let write = || -> zip::result::ZipResult<()> {
-        let mut zw = zip::ZipWriter::new(io::BufWriter::new(File::create(&file)?));
+    let write = || -> zip::result::ZipResult<Vec<u8>> {
+        let mut zw = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
         let opts = |exec: bool| {
             zip::write::SimpleFileOptions::default()
                 .compression_method(zip::CompressionMethod::Stored)
@@ -522,11 +548,10 @@ fn write_wheel(dir: &Path, d: &Installed) -> Result<PathBuf, EnvError> {
         }
         zw.start_file(record_name.as_str(), opts(false))?;
         zw.write_all(record.as_bytes())?;
-        zw.finish()?.flush()?;
-        Ok(())
+        Ok(zw.finish()?.into_inner())
     };
-    write().map_err(|e| other(format!("{}: {e}", file.display())))?;
-    Ok(file)
+    let bytes = write().map_err(|e| other(format!("{file}: {e}")))?;
+    Ok((file, bytes))
 }
 
 /// Mount the manifest over the venv's site-packages, then delete the

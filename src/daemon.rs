@@ -186,8 +186,11 @@ pub struct Prepared {
 /// Check a manifest and a mountpoint.
 pub fn prepare(manifest: &Path, mountpoint: &Path) -> Result<Prepared, MountError> {
     let manifest = std::path::absolute(manifest).unwrap_or(manifest.to_path_buf());
-    let guard = use_store(&manifest);
-    let (store, view, dists) = load_view(&manifest)?;
+    let m = Manifest::load(&manifest)?;
+    // gc must not run between reading the store and recording the
+    // mount's root (see crate::lock).
+    let guard = Some(UseGuard::acquire(&m.store_path(&manifest)));
+    let (store, view, dists) = view_of(m, &manifest)?;
     let mountpoint = check_mountpoint(mountpoint)?;
     Ok(Prepared {
         manifest,
@@ -239,7 +242,10 @@ pub fn launch(p: Prepared, opts: &MountOpts, foreground: bool) -> Result<(), Mou
 /// mtime is the manifest's mtime: stable across remounts, and changed
 /// whenever the manifest is rewritten.
 pub fn load_view(manifest_path: &Path) -> Result<(Store, View, Vec<String>), ManifestError> {
-    let m = Manifest::load(manifest_path)?;
+    view_of(Manifest::load(manifest_path)?, manifest_path)
+}
+
+fn view_of(m: Manifest, manifest_path: &Path) -> Result<(Store, View, Vec<String>), ManifestError> {
     let mtime = std::fs::metadata(manifest_path)
         .and_then(|m| m.modified())
         .unwrap_or(UNIX_EPOCH);
