@@ -393,40 +393,15 @@ impl CompilerPool {
     /// sent. On failure the queue is failed, so the other drivers stop
     /// after their current batches, and the worker is replaced.
     fn drive(&self, queue: &Queue) -> Result<Replies, BytecodeError> {
-        let mut done = Vec::new();
-        let mut worker: Option<Worker> = None;
-        let mut sent: VecDeque<Vec<Line>> = VecDeque::new();
-        let result = loop {
-            if sent.len() < IN_FLIGHT {
-                if let Some(batch) = queue.take(sent.is_empty(), self.size) {
-                    let w = match worker.as_mut() {
-                        Some(w) => w,
-                        None => match self.checkout() {
-                            Ok(w) => worker.insert(w),
-                            Err(e) => break Err(e),
-                        },
-                    };
-                    if w.send(&batch).is_err() {
-                        // The worker died; if it was busy with an earlier
-                        // batch, its replies tell which job killed it.
-                        let err = match sent.pop_front() {
-                            Some(earlier) => w.replies(&earlier).err(),
-                            None => None,
-                        };
-                        break Err(err.unwrap_or_else(|| w.died(&job_context(&batch, 0))));
-                    }
-                    sent.push_back(batch);
-                    continue;
-                }
-            }
-            let (Some(batch), Some(w)) = (sent.pop_front(), worker.as_mut()) else {
-                break Ok(());
-            };
-            match w.replies(&batch) {
-                Ok(replies) => done.extend(batch.iter().map(|(i, _)| *i).zip(replies)),
-                Err(e) => break Err(e),
-            }
+        let mut driver = Driver {
+            pool: self,
+            queue,
+            worker: None,
+            sent: VecDeque::new(),
+            done: Vec::new(),
         };
+        let result = driver.run();
+        let Driver { worker, done, .. } = driver;
         match result {
             Ok(()) => {
                 if let Some(w) = worker {
@@ -558,6 +533,65 @@ impl Drop for CompilerPool {
             worker.stdin = None; // all exit in parallel, then each is reaped
         }
         drop(workers);
+    }
+}
+
+/// The state of one driver thread (see [`CompilerPool::drive`]).
+struct Driver<'a> {
+    pool: &'a CompilerPool,
+    queue: &'a Queue,
+    worker: Option<Worker>,
+    /// Batches sent to the worker and not answered yet, oldest first.
+    sent: VecDeque<Vec<Line>>,
+    done: Replies,
+}
+
+impl Driver<'_> {
+    /// Keep the worker supplied until the queue is finished and every
+    /// sent batch is answered.
+    fn run(&mut self) -> Result<(), BytecodeError> {
+        loop {
+            if self.sent.len() < IN_FLIGHT {
+                let wait = self.sent.is_empty();
+                if let Some(batch) = self.queue.take(wait, self.pool.size) {
+                    self.send(batch)?;
+                    continue;
+                }
+            }
+            if !self.answer_oldest()? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Send a batch, checking out a worker first if this driver has none.
+    fn send(&mut self, batch: Vec<Line>) -> Result<(), BytecodeError> {
+        let worker = match self.worker.as_mut() {
+            Some(w) => w,
+            None => self.worker.insert(self.pool.checkout()?),
+        };
+        if worker.send(&batch).is_err() {
+            // The worker died; if it was busy with an earlier batch, its
+            // replies tell which job killed it.
+            let err = match self.sent.pop_front() {
+                Some(earlier) => worker.replies(&earlier).err(),
+                None => None,
+            };
+            return Err(err.unwrap_or_else(|| worker.died(&job_context(&batch, 0))));
+        }
+        self.sent.push_back(batch);
+        Ok(())
+    }
+
+    /// Read the replies to the oldest sent batch; false if none is sent.
+    fn answer_oldest(&mut self) -> Result<bool, BytecodeError> {
+        let (Some(batch), Some(worker)) = (self.sent.pop_front(), self.worker.as_mut()) else {
+            return Ok(false);
+        };
+        let replies = worker.replies(&batch)?;
+        self.done
+            .extend(batch.iter().map(|(index, _)| *index).zip(replies));
+        Ok(true)
     }
 }
 
@@ -1050,6 +1084,72 @@ mod tests {
                 });
             }
         });
+    }
+
+    /// Jobs sent in chunks from another thread while earlier chunks
+    /// compile all come back, in arrival order, with their pycs written.
+    #[test]
+    fn stream_compiles_jobs_as_they_arrive() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let pool = CompilerPool::lazy(python3(), 2);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (sent, stream) = std::thread::scope(|s| {
+            let sender = s.spawn(move || {
+                let mut sent = Vec::new();
+                for chunk in 0..6 {
+                    let jobs: Vec<CompileJob> = (0..chunk * 7)
+                        .map(|i| {
+                            let name = format!("c{chunk}_{i}");
+                            let src = root.join(format!("{name}.py"));
+                            let text = if i == 3 { "def f(:\n" } else { "X = [1, 2]\n" };
+                            fs::write(&src, text).expect("write");
+                            job(&src, &name, &root.join(format!("out/{name}.pyc")))
+                        })
+                        .collect();
+                    sent.extend(jobs.iter().map(|j| j.display_path.clone()));
+                    tx.send(jobs).expect("send");
+                }
+                sent
+            });
+            let stream = pool.compile_stream(rx);
+            (sender.join().expect("sender"), stream)
+        });
+        let outcomes = stream.expect("stream");
+        let names: Vec<String> = outcomes
+            .iter()
+            .map(|(j, _)| j.display_path.clone())
+            .collect();
+        assert_eq!(names, sent);
+        for (job, outcome) in &outcomes {
+            let bad = job.display_path.ends_with("_3");
+            assert_eq!(matches!(outcome, CompileOutcome::Failed(_)), bad, "{job:?}");
+            assert_eq!(job.output.exists(), !bad, "{job:?}");
+        }
+    }
+
+    /// A bad job stops the stream with an error, yet senders can go on
+    /// sending until they are done.
+    #[test]
+    fn stream_fails_on_an_invalid_job_without_blocking_senders() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = CompilerPool::start(python3(), 1).expect("start");
+        let src = dir.path().join("a.py");
+        fs::write(&src, "A = 1\n").expect("write");
+        let (tx, rx) = std::sync::mpsc::channel();
+        tx.send(vec![job(&src, "a.py", &dir.path().join("a.pyc"))])
+            .expect("send");
+        tx.send(vec![job(Path::new("b\n.py"), "b\n.py", Path::new("b.pyc"))])
+            .expect("send");
+        tx.send(vec![job(&src, "c.py", &dir.path().join("c.pyc"))])
+            .expect("send");
+        drop(tx);
+        let err = pool.compile_stream(rx).unwrap_err();
+        assert!(matches!(err, BytecodeError::InvalidPath { .. }), "{err}");
+        assert!(
+            !dir.path().join("c.pyc").exists(),
+            "compiled after a failure"
+        );
     }
 
     #[test]

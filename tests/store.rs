@@ -950,6 +950,43 @@ fn rejects_record_hash_mismatch() {
     assert!(reason.contains(&record_hash(DEMO_A.as_bytes())), "{reason}");
 }
 
+/// RECORD naming a digest that another entry of the wheel has, or that
+/// is already an object in the store, does not let an entry skip its own
+/// check: ingest writes such entries nowhere but still inflates and hashes
+/// them.
+#[test]
+fn rejects_record_hash_that_names_a_known_object() {
+    let lie = "not the content of liar/b.py";
+    reject(
+        WheelBuilder::new("liar", "1.0")
+            .file("liar/a.py", lie)
+            .file("liar/b.py", "B = 2\n")
+            .corrupt_hash("liar/b.py"),
+        &["hash mismatch", "liar/b.py"],
+    );
+    let store = TempStore::new();
+    let dir = wheel_dir(&store, "known");
+    let decoy = WheelBuilder::new("decoy", "1.0")
+        .file("decoy/x.py", lie)
+        .write_to(&dir);
+    assert_success(&store.add(&[&decoy]));
+    let before = objects(&store.path);
+    let bad = WheelBuilder::new("liar", "1.0")
+        .file("liar/b.py", "B = 2\n")
+        .corrupt_hash("liar/b.py")
+        .write_to(&dir);
+    let out = add_with_python(&store, &[&bad]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let reason = rejection_reason(&out, "liar-1.0-py3-none-any.whl").expect("error line");
+    assert!(reason.contains("hash mismatch"), "{reason}");
+    assert_eq!(
+        ls_ids(&store),
+        BTreeSet::from([expected_id("decoy", "1.0", &decoy)])
+    );
+    assert_eq!(objects(&store.path), before);
+    assert!(tmp_entries(&store.path).is_empty());
+}
+
 #[test]
 fn rejects_record_size_mismatch() {
     reject(
