@@ -545,13 +545,65 @@ fn pip_venv(venv: &Path, wheels: &Path, names: &[&str]) {
     assert_success(&run_limited(cmd));
 }
 
-/// Every program in a venv's bin/ that a wheel put there, run with one
-/// argument.
-fn run_scripts(venv: &Path, names: &[String]) -> String {
-    names
+/// The programs in the pip venv's bin/ that the wheels put there.
+fn installed_scripts(venv: &Path) -> Vec<String> {
+    let skeleton = ["activate", "activate.csh", "activate.fish", "Activate.ps1"];
+    names_in(&venv.join("bin"))
+        .into_iter()
+        .filter(|n| {
+            !skeleton.contains(&n.as_str()) && !n.starts_with("python") && n != "__pycache__"
+        })
+        .collect()
+}
+
+/// Every program in `scripts`, run in `venv` with one argument.
+fn run_scripts(venv: &Path, scripts: &[String]) -> String {
+    scripts
         .iter()
         .map(|n| format!("$ {n} x\n{}", transcript(&venv_run(venv, n, &["x"]), venv)))
         .collect()
+}
+
+/// `pip show -f -v NAMES...`.
+fn show_args<'a>(names: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["show", "-f", "-v"];
+    args.extend(names);
+    args
+}
+
+/// Every difference, beyond the expected ones, in what pip,
+/// importlib.metadata, imports and the scripts report in the two venvs.
+fn behaviour_differences(pip: &Path, ours: &Path, names: &[&str], seen: &mut Seen) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let show = show_args(names);
+    for args in [&["list"][..], &["freeze", "--all"], &show, &["check"]] {
+        let what = format!("pip {}", args.join(" "));
+        diffs.extend(output_differences(
+            &what,
+            &pip_on(pip, args),
+            &pip_on(ours, args),
+            seen,
+        ));
+    }
+    let meta = |v: &Path| transcript(&vpy(v, METADATA_DUMP), v);
+    diffs.extend(output_differences(
+        "importlib.metadata",
+        &meta(pip),
+        &meta(ours),
+        seen,
+    ));
+    let imports = |v: &Path| transcript(&vpy(v, IMPORTS), v);
+    diffs.extend(output_differences(
+        "imports",
+        &imports(pip),
+        &imports(ours),
+        seen,
+    ));
+    let scripts = installed_scripts(pip);
+    assert_eq!(scripts.len(), 7, "scripts in the pip venv: {scripts:?}");
+    let (a, b) = (run_scripts(pip, &scripts), run_scripts(ours, &scripts));
+    diffs.extend(output_differences("bin/ scripts", &a, &b, seen));
+    diffs
 }
 
 #[test]
@@ -567,64 +619,17 @@ fn sitefs_env_matches_a_pip_venv_of_the_same_wheels() {
 
     let mut seen = Seen::default();
     let mut diffs = tree_differences(&pip, ours, &mut seen);
-    let show = ["show", "-f", "-v"]
-        .iter()
-        .chain(&names)
-        .copied()
-        .collect::<Vec<_>>();
-    for args in [&["list"][..], &["freeze", "--all"], &show, &["check"]] {
-        let what = format!("pip {}", args.join(" "));
-        diffs.extend(output_differences(
-            &what,
-            &pip_on(&pip, args),
-            &pip_on(ours, args),
-            &mut seen,
-        ));
-    }
-    let meta = |v: &Path| transcript(&vpy(v, METADATA_DUMP), v);
-    diffs.extend(output_differences(
-        "importlib.metadata",
-        &meta(&pip),
-        &meta(ours),
-        &mut seen,
-    ));
-    let imports = |v: &Path| transcript(&vpy(v, IMPORTS), v);
-    diffs.extend(output_differences(
-        "imports",
-        &imports(&pip),
-        &imports(ours),
-        &mut seen,
-    ));
-    let skeleton: BTreeSet<&str> = [
-        "python",
-        "python3",
-        "activate",
-        "activate.csh",
-        "activate.fish",
-        "Activate.ps1",
-    ]
-    .into();
-    let scripts: Vec<String> = names_in(&pip.join("bin"))
-        .into_iter()
-        .filter(|n| {
-            !skeleton.contains(n.as_str()) && !n.starts_with("python") && n != "__pycache__"
-        })
-        .collect();
-    diffs.extend(output_differences(
-        "bin/ scripts",
-        &run_scripts(&pip, &scripts),
-        &run_scripts(ours, &scripts),
-        &mut seen,
-    ));
-
+    diffs.extend(behaviour_differences(&pip, ours, &names, &mut seen));
     assert!(
         diffs.is_empty(),
         "the sitefs env differs from pip's venv:\n{}",
         diffs.join("\n")
     );
     seen.assert_all_seen();
+    eprintln!("expected differences seen: {:?}", seen.0);
+
     // The comparison compared something: every kind of file is there.
-    let listed = pip_on(ours, &show);
+    let listed = pip_on(ours, &show_args(&names));
     for want in [
         "../../../bin/dfdata-gui",
         "../../../include/site/python",
@@ -638,6 +643,4 @@ fn sitefs_env_matches_a_pip_venv_of_the_same_wheels() {
             "pip show -f lists no {want}:\n{listed}"
         );
     }
-    assert_eq!(scripts.len(), 7, "{scripts:?}");
-    eprintln!("expected differences seen: {:?}", seen.0);
 }
