@@ -266,7 +266,9 @@ fn snapshot(store: &Path) -> BTreeMap<String, String> {
             } else {
                 format!("{rel}/{name}")
             };
-            if rel == "tmp" {
+            // Staging, and the marks a running command holds so that gc
+            // waits for it: neither is store content.
+            if rel == "tmp" || rel == "locks/users" {
                 continue;
             }
             let m = fs::symlink_metadata(e.path()).unwrap();
