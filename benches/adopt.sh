@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Adoption benchmark (issue 6): K pip-made venvs of the pinned wheel set,
 # each turned into a sitefs env by `sitefs adopt`, into one fresh store.
-# Reports disk before and after (df deltas, and du -x of the venvs, which
-# does not descend into the mounts), the store against one unpacked env,
+# Reports disk before and after (df deltas on a private loop filesystem,
+# and du -x of the venvs, which does not descend into the mounts), the store against one unpacked env,
 # and the time per adoption (first: a cold store; the rest: warm).
 # Usage: sudo benches/adopt.sh      (K=10 by default; K=3 for a quick run)
 # Writes benches/results/adopt-<date>.md and prints it.
@@ -16,15 +16,19 @@ build_sitefs
 
 W=$CACHE/work-adopt
 STORE=$W/store
+[ "$(id -u)" -eq 0 ] || die "run as root: the work filesystem is a loop mount"
 cleanup() {
+    set +e
     for v in "$W"/pip-*; do
         [ -e "$v/sitefs.toml" ] && "$SITEFS" env umount "$v" 2>/dev/null
     done
+    workfs_teardown "$CACHE/work-adopt.img"
     rm -rf "$W"
 }
 trap cleanup EXIT
-cleanup
-mkdir -p "$W"
+trap 'exit 130' INT TERM
+# 10 pip venvs hold ~400k files: more inodes than the default ratio gives.
+LOOP_INODE_RATIO=${LOOP_INODE_RATIO:-16384} workfs_setup "$CACHE/work-adopt.img"
 
 used() { sync; df -B1 --output=used "$W" | tail -1; }
 duskip() { du -sbx "$@" | awk '{ s += $1 } END { print s }'; }

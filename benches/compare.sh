@@ -45,7 +45,6 @@ W=$CACHE/work-compare
 OUT=$RESULTS/compare-$(date +%F)
 RAW=$OUT/raw.tsv
 CG_NAME=sitefs-compare-$$
-LOOP_DEV=
 
 # ---- work filesystem, cleanup ---------------------------------------------
 
@@ -53,26 +52,12 @@ cleanup() {
     set +e
     umount_all
     cgroups_remove
-    if mountpoint -q "$W"; then umount "$W" || umount -l "$W"; fi
-    [ -n "$LOOP_DEV" ] && losetup -d "$LOOP_DEV"
-    rm -f "$CACHE/work-compare.img"
+    workfs_teardown "$CACHE/work-compare.img"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-setup_workfs() {
-    umount_all
-    if mountpoint -q "$W"; then umount "$W"; fi
-    rm -rf "$W"
-    mkdir -p "$W"
-    [ "$LOOPFS" = 1 ] || return 0
-    local img=$CACHE/work-compare.img
-    rm -f "$img"
-    truncate -s "${LOOP_SIZE:-16G}" "$img"
-    mkfs.ext4 -q -F -i 65536 -E lazy_itable_init=0,lazy_journal_init=0 "$img"
-    LOOP_DEV=$(losetup -f --show --direct-io=on "$img")
-    mount "$LOOP_DEV" "$W"
-}
+setup_workfs() { workfs_setup "$CACHE/work-compare.img"; }
 df_used() { sync; df -B1 --output=used "$W" | tail -1; }
 
 # ---- samples ---------------------------------------------------------------

@@ -303,3 +303,28 @@ umount_all() {
         "$SITEFS" umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
     done
 }
+
+# ---- a private work filesystem ---------------------------------------------
+# workfs_setup IMAGE: a fresh ext4 on a loop device (direct I/O, so nothing
+# is cached twice) mounted on $W, so that df deltas see only this benchmark
+# (on the shared disk, other jobs' builds swamp them). LOOPFS=0 works in
+# the cache dir itself. workfs_teardown IMAGE undoes it.
+LOOP_DEV=
+workfs_setup() {
+    umount_all
+    if mountpoint -q "$W"; then umount "$W"; fi
+    rm -rf "$W"
+    mkdir -p "$W"
+    [ "${LOOPFS:-1}" = 1 ] || return 0
+    rm -f "$1"
+    truncate -s "${LOOP_SIZE:-16G}" "$1"
+    mkfs.ext4 -q -F -i "${LOOP_INODE_RATIO:-65536}" -E lazy_itable_init=0,lazy_journal_init=0 "$1"
+    LOOP_DEV=$(losetup -f --show --direct-io=on "$1")
+    mount "$LOOP_DEV" "$W"
+}
+workfs_teardown() {
+    if mountpoint -q "$W"; then umount "$W" || umount -l "$W"; fi
+    [ -n "$LOOP_DEV" ] && losetup -d "$LOOP_DEV"
+    LOOP_DEV=
+    rm -f "$1"
+}
