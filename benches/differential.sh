@@ -38,19 +38,7 @@ trap cleanup EXIT
 cleanup
 mkdir -p "$W/pip" "$W/sfs" "$OUT"
 
-# NAME==VERSION of every wheel, from its file name.
-PINS=()
-for w in "${WHEEL_FILES[@]}"; do
-    IFS=- read -r name version _ <<<"$(basename "$w")"
-    PINS+=("$name==$version")
-done
-
-log "pip: venv + install of ${#PINS[@]} wheels"
-"$PY" -m venv --without-pip "$PIPV"
-"$PY" -m pip --python "$PIPV/bin/python" install -q --no-index --no-deps \
-    --find-links "$WHEELS" "${PINS[@]}"
-log "sitefs: env create (fresh store)"
-"$SITEFS" env create -q --store "$W/store" "$OURS" --python "$PY" "$WHEELS"
+make_twin_envs "$PIPV" "$OURS" "$W/store"
 
 FAILED=()
 log "comparing the trees"

@@ -328,3 +328,22 @@ workfs_teardown() {
     LOOP_DEV=
     rm -f "$1"
 }
+
+# make_twin_envs PIPV OURS STORE: the wheel set installed twice, for
+# comparisons: by the system pip into a `venv --without-pip` (by NAME==VER,
+# so pip writes no direct_url.json, as for an index install), and by
+# `sitefs env create` from a fresh STORE. Sets PINS (NAME==VER of each wheel).
+make_twin_envs() {
+    local w name version
+    PINS=()
+    for w in "${WHEEL_FILES[@]}"; do
+        IFS=- read -r name version _ <<<"$(basename "$w")"
+        PINS+=("$name==$version")
+    done
+    log "pip: venv + install of ${#PINS[@]} wheels"
+    "$PY" -m venv --without-pip "$1"
+    "$PY" -m pip --python "$1/bin/python" install -q --no-index --no-deps \
+        --find-links "$WHEELS" "${PINS[@]}"
+    log "sitefs: env create (fresh store)"
+    "$SITEFS" env create -q --store "$3" "$2" --python "$PY" "$WHEELS"
+}

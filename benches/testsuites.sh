@@ -42,17 +42,7 @@ LOGS=$CACHE/testsuites-logs
 rm -rf "$LOGS"
 mkdir -p "$W/pip" "$W/sfs" "$LOGS"
 
-PINS=()
-for w in "${WHEEL_FILES[@]}"; do
-    IFS=- read -r name version _ <<<"$(basename "$w")"
-    PINS+=("$name==$version")
-done
-log "pip: venv + install of ${#PINS[@]} wheels"
-"$PY" -m venv --without-pip "$PIPV"
-"$PY" -m pip --python "$PIPV/bin/python" install -q --no-index --no-deps \
-    --find-links "$WHEELS" "${PINS[@]}"
-log "sitefs: env create (fresh store)"
-"$SITEFS" env create -q --store "$W/store" "$OURS" --python "$PY" "$WHEELS"
+make_twin_envs "$PIPV" "$OURS" "$W/store"
 PYTEST_VERSION=$("$OURS/bin/python" -m pytest --version 2>&1 | awk '{ print $2 }')
 
 # Each venv must test its own copy: the packages (and pytest) import from
