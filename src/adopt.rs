@@ -132,14 +132,17 @@ pub fn adopt(
     dry_run: bool,
     quiet: bool,
 ) -> Result<AdoptReport, EnvError> {
-    // A dry run writes nothing, not even a new store.
-    let store = match dry_run {
-        true => Store::open(store_path).ok(),
-        false => Some(Store::open_or_create(store_path)?),
-    };
-    let cache = store.as_ref().map(|s| s.root().join("interpreters"));
+    // Nothing is written (not even a new store) until the venv has been
+    // read and verified, and never in a dry run.
+    let existing = Store::open(store_path).ok();
+    let cache = existing.as_ref().map(|s| s.root().join("interpreters"));
     let v = open_venv(venv, cache.as_deref().filter(|_| !dry_run))?;
     let (dists, dropped) = read_installed(&v)?;
+    let store = match (dry_run, existing) {
+        (true, existing) => existing,
+        (false, Some(s)) => Some(s),
+        (false, None) => Some(Store::create(store_path)?),
+    };
     let mut report = AdoptReport {
         dists: dists.len(),
         site_packages_bytes: tree_bytes(&v.site_packages),

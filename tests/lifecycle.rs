@@ -669,6 +669,10 @@ fn adopt_refuses_a_venv_with_an_edited_file_and_leaves_it_as_it_was() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(!is_mounted(&venv.sp()));
     assert!(!venv.path.join("sitefs.toml").exists());
+    assert!(
+        !work.store().exists(),
+        "a refused adoption created the store"
+    );
     assert_eq!(
         fs::read_to_string(&edited).unwrap(),
         "VALUE = 'hand edited'\n"
