@@ -66,6 +66,9 @@ pub struct AdoptReport {
 struct Member {
     name: String,
     bytes: Vec<u8>,
+    /// sha256 of `bytes`, computed once (verification, the store lookup
+    /// and the wheel's RECORD all need it).
+    sha256: Digest,
     executable: bool,
 }
 
@@ -145,7 +148,7 @@ pub fn adopt(
     };
     let mut report = AdoptReport {
         dists: dists.len(),
-        site_packages_bytes: tree_bytes(&v.site_packages),
+        site_packages_bytes: crate::gc::disk_usage(&v.site_packages),
         new_bytes: 0,
         dropped,
     };
@@ -153,7 +156,7 @@ pub fn adopt(
         .iter()
         .flat_map(|d| &d.members)
         .filter(|m| {
-            let known = |s: &Store| s.object_path(&Digest::of(&m.bytes)).exists();
+            let known = |s: &Store| s.object_path(&m.sha256).exists();
             !store.as_ref().is_some_and(known)
         })
         .map(|m| m.bytes.len() as u64)
@@ -309,7 +312,7 @@ fn member(
                 full.display()
             ))
         })?;
-    check_recorded(&bytes, row).map_err(|why| {
+    let verified = check_recorded(&bytes, row).map_err(|why| {
         other(format!(
             "{dist}: {} was changed after install ({why}); reinstall it (`pip install --force-reinstall {dist}`) or leave this venv as it is",
             full.display()
@@ -318,12 +321,16 @@ fn member(
     let executable = fs::metadata(&full)
         .map(|m| m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false);
-    if name.starts_with("{data}/scripts/") {
+    let sha256 = if name.starts_with("{data}/scripts/") {
         bytes = unrewrite_shebang(bytes, &v.root);
-    }
+        Digest::of(&bytes)
+    } else {
+        verified.unwrap_or_else(|| Digest::of(&bytes))
+    };
     Ok(Some(Member {
         name,
         bytes,
+        sha256,
         executable,
     }))
 }
@@ -384,24 +391,29 @@ fn unrewrite_shebang(bytes: Vec<u8>, venv: &Path) -> Vec<u8> {
     out
 }
 
-fn check_recorded(bytes: &[u8], row: &RecordRow) -> Result<(), String> {
+/// Check `bytes` against their RECORD row; returns their sha256 when the
+/// row's hash was one (most are), so it need not be computed again.
+fn check_recorded(bytes: &[u8], row: &RecordRow) -> Result<Option<Digest>, String> {
     if let Some(size) = row.size {
         if size != bytes.len() as u64 {
             return Err(format!("size {} != recorded {size}", bytes.len()));
         }
     }
     let Some(hash) = &row.hash else {
-        return Ok(());
+        return Ok(None);
     };
-    let actual: Vec<u8> = match hash.algorithm.as_str() {
-        "sha256" => sha2::Sha256::digest(bytes).to_vec(),
-        "sha384" => sha2::Sha384::digest(bytes).to_vec(),
-        _ => sha2::Sha512::digest(bytes).to_vec(),
+    let (actual, sha256): (Vec<u8>, _) = match hash.algorithm.as_str() {
+        "sha256" => {
+            let d = Digest::of(bytes);
+            (d.0.to_vec(), Some(d))
+        }
+        "sha384" => (sha2::Sha384::digest(bytes).to_vec(), None),
+        _ => (sha2::Sha512::digest(bytes).to_vec(), None),
     };
     if actual != hash.digest {
         return Err(format!("its {} differs from RECORD", hash.algorithm));
     }
-    Ok(())
+    Ok(sha256)
 }
 
 /// `a/b/../c` -> `a/c`, without touching the disk (RECORD paths of
@@ -439,18 +451,6 @@ fn unowned_files(dir: &Path, top: &Path, owned: &BTreeSet<PathBuf>) -> Vec<PathB
         }
     }
     out
-}
-
-fn tree_bytes(dir: &Path) -> u64 {
-    fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
-            _ => e.metadata().map_or(0, |m| m.len()),
-        })
-        .sum()
 }
 
 /// Write each dist as a wheel under the store's `tmp/`, ingest them all
@@ -528,7 +528,7 @@ fn wheel_bytes(d: &Installed) -> Result<(String, Vec<u8>), EnvError> {
     let record_name = format!("{}/RECORD", d.dist_info);
     let mut record = String::new();
     for (name, m) in &members {
-        let digest = Digest::of(&m.bytes);
+        let digest = m.sha256;
         record += &format!(
             "{},{},{}\n",
             csv_field(name),

@@ -202,13 +202,6 @@ pub fn prepare(manifest: &Path, mountpoint: &Path) -> Result<Prepared, MountErro
     })
 }
 
-/// Announce use of the manifest's store to gc (nothing if the manifest
-/// cannot be read: loading it fails right after with the real error).
-fn use_store(manifest: &Path) -> Option<UseGuard> {
-    let m = Manifest::load(manifest).ok()?;
-    Some(UseGuard::acquire(&m.store_path(manifest)))
-}
-
 /// Mount a manifest; returns once the mount is live (daemon mode) or
 /// once it is unmounted again (foreground).
 pub fn mount(req: MountRequest) -> Result<(), MountError> {
@@ -243,6 +236,15 @@ pub fn launch(p: Prepared, opts: &MountOpts, foreground: bool) -> Result<(), Mou
 /// whenever the manifest is rewritten.
 pub fn load_view(manifest_path: &Path) -> Result<(Store, View, Vec<String>), ManifestError> {
     view_of(Manifest::load(manifest_path)?, manifest_path)
+}
+
+/// [`load_view`] for a live mount: the manifest is parsed once, and gc
+/// is kept out until the new view's root is recorded (the guard).
+fn reload_view(manifest_path: &Path) -> Result<(UseGuard, View, Vec<String>), ManifestError> {
+    let m = Manifest::load(manifest_path)?;
+    let guard = UseGuard::acquire(&m.store_path(manifest_path));
+    let (_, view, dists) = view_of(m, manifest_path)?;
+    Ok((guard, view, dists))
 }
 
 fn view_of(m: Manifest, manifest_path: &Path) -> Result<(Store, View, Vec<String>), ManifestError> {
@@ -520,9 +522,8 @@ fn watch_manifest(
                 if n == 0 || !inotify_names(&buf[..n]).any(|e| e == name.as_bytes()) {
                     continue;
                 }
-                let _use = use_store(&manifest);
-                match load_view(&manifest) {
-                    Ok((_, view, dists)) => {
+                match reload_view(&manifest) {
+                    Ok((_use, view, dists)) => {
                         let recorded = root
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())

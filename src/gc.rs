@@ -225,8 +225,8 @@ fn doomed(path: PathBuf) -> Doomed {
     Doomed { path, bytes }
 }
 
-/// Apparent size of a file or a whole tree.
-fn disk_usage(path: &Path) -> u64 {
+/// Apparent size of a file or a whole tree (what deleting it frees).
+pub fn disk_usage(path: &Path) -> u64 {
     let Ok(m) = fs::symlink_metadata(path) else {
         return 0;
     };
