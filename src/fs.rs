@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use fuser::{
     BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, Request,
+    InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs,
+    Request,
 };
 use log::{debug, info, warn};
 
@@ -115,6 +116,8 @@ pub struct SiteFs {
     store: Store,
     requested: OpenMode,
     passthrough: AtomicBool,
+    /// The kernel opens directories without asking us (FUSE_NO_OPENDIR_SUPPORT).
+    no_opendir: AtomicBool,
     uid: u32,
     gid: u32,
     backing: Mutex<BackingCache>,
@@ -155,6 +158,7 @@ impl SiteFs {
             store,
             requested: mode,
             passthrough: AtomicBool::new(false),
+            no_opendir: AtomicBool::new(false),
             uid,
             gid,
             backing: Mutex::new(BackingCache::default()),
@@ -288,6 +292,14 @@ impl Filesystem for SiteFs {
         if let Err(missing) = config.add_capabilities(wanted) {
             debug!("kernel lacks {missing:?}");
         }
+        // Every process that imports opens each package directory once
+        // (the import system lists it); without this each listing costs
+        // an OPENDIR and a RELEASEDIR round trip although the listing
+        // itself is cached.
+        let no_opendir = config
+            .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
+            .is_ok();
+        self.no_opendir.store(no_opendir, Ordering::Relaxed);
         let _ = config.set_max_readahead(1 << 20);
         if self.requested != OpenMode::Cached {
             let granted = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
@@ -413,6 +425,11 @@ impl Filesystem for SiteFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if self.no_opendir.load(Ordering::Relaxed) {
+            // ENOSYS makes the kernel stop sending opendir/releasedir for
+            // this mount and cache every listing (CACHE_DIR|KEEP_CACHE).
+            return reply.error(Errno::ENOSYS);
+        }
         match self.state.current().get(ino.0) {
             Some(n) if n.is_dir() => reply.opened(
                 FileHandle(0),
@@ -475,6 +492,36 @@ impl Filesystem for SiteFs {
             }
         }
         reply.ok();
+    }
+
+    /// Files here are never terminals: CPython (before 3.14) asks
+    /// `isatty()` on every `open()`, i.e. once per imported module, and
+    /// the kernel forwards each such ioctl; answer at once and quietly.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
+    }
+
+    /// Nothing is ever written, so there is nothing to flush; ENOSYS
+    /// stops the kernel from sending FLUSH on every close.
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::ENOSYS);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -421,6 +421,14 @@ res = r.files("sfpkg").joinpath("data/config.json")
 print("resource", res.read_text().strip(), sep="\t")
 print("resource_path", str(res), sep="\t")
 print("binary", res.read_bytes() == open(os.path.join(sys.argv[1], "sfpkg/data/config.json"), "rb").read(), sep="\t")
+import errno, fcntl, termios
+with open(sfpkg.__file__, "rb") as f:
+    print("isatty", f.isatty(), sep="\t")
+    try:
+        fcntl.ioctl(f.fileno(), termios.TCGETS, bytes(64))
+        print("tcgets", "succeeded", sep="\t")
+    except OSError as e:
+        print("tcgets", errno.errorcode[e.errno], sep="\t")
 "#,
     ));
     let m = mnt.display();
@@ -435,6 +443,9 @@ print("binary", res.read_bytes() == open(os.path.join(sys.argv[1], "sfpkg/data/c
     assert_eq!(info["resource"], "{\"answer\": 42}");
     assert_eq!(info["resource_path"], format!("{m}/sfpkg/data/config.json"));
     assert_eq!(info["binary"], "True");
+    // CPython asks isatty() on every open(); the daemon answers ENOTTY.
+    assert_eq!(info["isatty"], "False");
+    assert_eq!(info["tcgets"], "ENOTTY");
     // Without the mount on sys.path the module does not exist: the import
     // above really came from the mount.
     let out = python_cmd().args(["-c", "import sfpkg"]).output().unwrap();
