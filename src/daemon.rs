@@ -204,9 +204,30 @@ pub fn prepare(manifest: &Path, mountpoint: &Path) -> Result<Prepared, MountErro
 
 /// Mount a manifest; returns once the mount is live (daemon mode) or
 /// once it is unmounted again (foreground).
+///
+/// In daemon mode the daemon itself reads the manifest and builds the
+/// view, and the caller only checks the mountpoint, forks and waits: a
+/// caller that built the view would pay for forking a large address
+/// space and for tearing it down again at exit, both on the mount's
+/// critical path. Errors reach the caller through the status pipe with
+/// the same one-line message.
 pub fn mount(req: MountRequest) -> Result<(), MountError> {
-    let prepared = prepare(&req.manifest, &req.mountpoint)?;
-    launch(prepared, &req.opts, req.foreground)
+    if req.foreground {
+        return serve(prepare(&req.manifest, &req.mountpoint)?, &req.opts, None);
+    }
+    let manifest = std::path::absolute(&req.manifest).unwrap_or(req.manifest.clone());
+    let mountpoint = check_mountpoint(&req.mountpoint)?;
+    let Some(status) = daemonize()? else {
+        return Ok(());
+    };
+    let result = match prepare(&manifest, &mountpoint) {
+        Ok(p) => serve(p, &req.opts, Some(status)),
+        Err(e) => {
+            status.send(&format!("ERR {e}"));
+            Err(e)
+        }
+    };
+    exit_daemon(result)
 }
 
 /// Serve a prepared mount. In the background (the default) this forks:
@@ -224,7 +245,11 @@ pub fn launch(p: Prepared, opts: &MountOpts, foreground: bool) -> Result<(), Mou
         std::mem::forget((p.view, p.store));
         return Ok(());
     };
-    let result = serve(p, opts, Some(status));
+    exit_daemon(serve(p, opts, Some(status)))
+}
+
+/// End a daemon: its caller has been told the outcome already.
+fn exit_daemon(result: Result<(), MountError>) -> ! {
     if let Err(e) = &result {
         error!("{e}");
     }

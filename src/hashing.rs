@@ -45,6 +45,10 @@ impl fmt::Debug for Digest {
 #[error("not a sha256 hex digest: {0:?}")]
 pub struct BadDigest(pub String);
 
+/// A map keyed by digests, with a fast hasher: a mount looks one up per
+/// `.py` file of every dist, and digests need no DoS-resistant hashing.
+pub type DigestMap<V> = rustc_hash::FxHashMap<Digest, V>;
+
 impl FromStr for Digest {
     type Err = BadDigest;
     /// Parsing is on the mount's start-up path (one digest per file of

@@ -24,13 +24,11 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use std::collections::HashMap;
-
 use crate::dist_index::{DistIndex, DistMeta};
-use crate::hashing::Digest;
 use crate::interpreter::Interpreter;
 use crate::record::{installed_record, InstalledExtras};
 use crate::scripts::{env_files, EnvLayout};
+use crate::store::PycSizes;
 use crate::store::{Store, StoreError};
 use crate::view::{Conflict, ConflictPolicy, Lazy, View, ViewBuilder};
 use crate::wheel::normalize_name;
@@ -279,13 +277,14 @@ fn parse_error(text: &str, origin: &str, e: &toml::de::Error) -> ManifestError {
     }
 }
 
+/// Threads reading dist indexes while a view is built: reading and
+/// parsing them costs about 1.5x merging them into the view, so with two
+/// readers the merge, on the mount's critical path, never waits.
+const LOADERS: usize = 2;
+
 /// Check a manifest against its store and build its view: every problem
 /// a mount would hit, found before mounting. `dir_mtime` is what the view
 /// serves as directory mtime.
-///
-/// Reading and parsing the dists' indexes runs on a second thread, one
-/// dist ahead of the view being built from them: on the mount's critical
-/// path, the two halves take about as long as each other.
 pub fn build_view(
     m: &Manifest,
     manifest_path: &Path,
@@ -297,27 +296,37 @@ pub fn build_view(
         err,
     })?;
     let view = std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (loader, tag) = (&store, &m.python.cache_tag);
-        scope.spawn(move || {
-            for d in &m.dists {
-                let index = loader.load(&d.id);
-                let pycs = index.is_ok().then(|| loader.pyc_sizes(tag, &d.id));
-                if tx.send((index, pycs)).is_err() {
-                    break;
-                }
-            }
-        });
+        // Reading and parsing the dists' indexes costs more than merging
+        // them: LOADERS threads read dists round-robin, each in manifest
+        // order on its own channel, while this thread merges in order.
+        let rxs: Vec<_> = (0..LOADERS)
+            .map(|k| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let (loader, tag) = (&store, &m.python.cache_tag);
+                scope.spawn(move || {
+                    for d in m.dists.iter().skip(k).step_by(LOADERS) {
+                        let index = loader.load(&d.id);
+                        let pycs = index.is_ok().then(|| loader.pyc_sizes(tag, &d.id));
+                        if tx.send((index, pycs)).is_err() {
+                            break;
+                        }
+                    }
+                });
+                rx
+            })
+            .collect();
         let mut seen = std::collections::HashSet::new();
         let mut builder = ViewBuilder::new(m.policy(), dir_mtime, &m.python.cache_tag);
-        for d in &m.dists {
+        for (i, d) in m.dists.iter().enumerate() {
             if !seen.insert(normalize_name(&d.name)) {
                 return Err(ManifestError::Duplicate {
                     path,
                     name: d.name.clone(),
                 });
             }
-            let loaded = rx.recv().expect("the index loader stops only when told");
+            let loaded = rxs[i % LOADERS]
+                .recv()
+                .expect("an index loader stops only when told");
             add_dist(m, &path, &store, &mut builder, d, loaded)?;
         }
         Ok(builder.finish())
@@ -329,7 +338,7 @@ pub fn build_view(
 /// sizes (`None` when there is no bytecode for the manifest's python).
 type Loaded = (
     Result<Arc<DistIndex>, StoreError>,
-    Option<Result<Option<HashMap<Digest, u64>>, StoreError>>,
+    Option<Result<Option<PycSizes>, StoreError>>,
 );
 
 /// Check one loaded dist against the manifest's entry and add it.
@@ -401,7 +410,7 @@ fn add_dist(
 fn lazy_record(
     store: &Store,
     idx: Arc<DistIndex>,
-    pycs: HashMap<Digest, u64>,
+    pycs: PycSizes,
     layout: EnvLayout,
     cache_tag: &str,
     requested: bool,

@@ -4,11 +4,10 @@
 //! default, so the file is byte-identical to pip's). pip reads it to
 //! describe and uninstall a dist, so generated scripts must be in it too.
 
-use std::collections::HashMap;
-
 use crate::dist_index::DistIndex;
 use crate::hashing::Digest;
 use crate::scripts::EnvFile;
+use crate::store::PycSizes;
 use crate::view::pyc_path;
 use crate::wheel::{csv_field, RecordHash};
 
@@ -25,7 +24,7 @@ pub struct InstalledExtras<'a> {
 pub fn installed_record(
     dist: &DistIndex,
     cache_tag: &str,
-    pycs: &HashMap<Digest, u64>,
+    pycs: &PycSizes,
     extras: &InstalledExtras,
 ) -> String {
     let info = &dist.meta.dist_info;

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! S/objects/<aa>/<sha256>                  file contents, read-only
-//! S/dists/<id>/{dist.toml,files.tsv}       one per ingested wheel
+//! S/dists/<id>/{dist.toml,files.tsv,files.idx}  one per ingested wheel
 //! S/bytecode/<tag>/<aa>/<sha256>.pyc       pyc of that source for that interpreter
 //! S/bytecode/<tag>/dists/<id>              marker: <id> is fully compiled for <tag>
 //! S/tmp/                                   staging, renamed into place
@@ -18,8 +18,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::dist_index::{DistIndex, DistMeta, IndexError};
-use crate::hashing::Digest;
+use crate::dist_index::{DistIndex, DistMeta, IndexError, BINARY_FILE};
+use crate::hashing::{Digest, DigestMap};
 use crate::wheel::normalize_name;
 
 /// A store-level failure, each naming the path involved.
@@ -54,6 +54,9 @@ pub fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
         err,
     }
 }
+
+/// Pyc sizes by source digest, for one dist and one interpreter.
+pub type PycSizes = DigestMap<u64>;
 
 /// A store on disk. Cheap to clone; clones share a cache of loaded dist
 /// indexes (a published dist never changes, so the cache never goes
@@ -194,11 +197,7 @@ impl Store {
     /// The pycs of dist `id` for `cache_tag`: source digest -> pyc size,
     /// from the marker written when compilation finished. `None` when the
     /// dist has no bytecode for that interpreter.
-    pub fn pyc_sizes(
-        &self,
-        cache_tag: &str,
-        id: &str,
-    ) -> Result<Option<HashMap<Digest, u64>>, StoreError> {
+    pub fn pyc_sizes(&self, cache_tag: &str, id: &str) -> Result<Option<PycSizes>, StoreError> {
         let marker = self.bytecode_marker(cache_tag, id);
         let text = match std::fs::read_to_string(&marker) {
             Ok(t) => t,
@@ -209,7 +208,7 @@ impl Store {
             path: marker.display().to_string(),
             err: io::Error::new(io::ErrorKind::InvalidData, "damaged bytecode marker"),
         };
-        let mut out = HashMap::new();
+        let mut out = PycSizes::default();
         for line in text.lines() {
             let (src, size) = line.split_once('\t').ok_or_else(bad)?;
             out.insert(
@@ -256,10 +255,30 @@ impl Store {
             return Ok(idx);
         }
         let dir = self.check_id(id)?;
-        let idx = Arc::new(DistIndex::load(&dir)?);
+        let (idx, binary) = DistIndex::load(&dir)?;
+        if !binary {
+            self.add_binary_index(&dir, &idx);
+        }
+        let idx = Arc::new(idx);
         let mut map = self.indexes.lock().unwrap_or_else(|e| e.into_inner());
         map.insert(id.to_string(), idx.clone());
         Ok(idx)
+    }
+
+    /// Give a dist published without a current `files.idx` (by an older
+    /// sitefs, or copied without mtimes) one, so later mounts skip parsing
+    /// `files.tsv`. Best effort: a store this user may not write is fine.
+    fn add_binary_index(&self, dir: &Path, idx: &DistIndex) {
+        let id = dir.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = (self.tmp_dir()).join(format!("{id}.{}.idx", std::process::id()));
+        let done = idx
+            .render_binary(dir)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, dir.join(BINARY_FILE)));
+        if let Err(e) = done {
+            log::debug!("no {BINARY_FILE} for {}: {e}", dir.display());
+            let _ = std::fs::remove_file(&tmp);
+        }
     }
 
     /// Every published distribution, sorted by name then version.

@@ -7,6 +7,7 @@ use std::fmt;
 
 use rayon::prelude::*;
 
+use crate::dist_index::{DistIndex, FileEntry, BINARY_FILE, FILES_FILE};
 use crate::hashing::{hash_file, Digest};
 use crate::progress;
 use crate::store::{io_at, Store, StoreError};
@@ -81,6 +82,12 @@ pub fn verify(store: &Store, quiet: bool) -> Result<VerifyReport, StoreError> {
         report.dists_checked += 1;
         match store.load(&meta.id) {
             Ok(idx) => {
+                if let Some(why) = disagreement(store, &meta.id, &idx.files) {
+                    report.problems.push(Problem::BadIndex {
+                        id: meta.id.clone(),
+                        why,
+                    });
+                }
                 for f in &idx.files {
                     users
                         .entry(f.object)
@@ -106,6 +113,16 @@ pub fn verify(store: &Store, quiet: bool) -> Result<VerifyReport, StoreError> {
     bar.finish_and_clear();
     report.problems.extend(problems);
     Ok(report)
+}
+
+/// Whether what a mount reads (possibly `files.idx`) differs from the
+/// authoritative `files.tsv`.
+fn disagreement(store: &Store, id: &str, served: &[FileEntry]) -> Option<String> {
+    match DistIndex::load_text(&store.dist_dir(id)) {
+        Ok(rows) if rows == served => None,
+        Ok(_) => Some(format!("{BINARY_FILE} disagrees with {FILES_FILE}")),
+        Err(e) => Some(e.to_string()),
+    }
 }
 
 fn check_object(store: &Store, object: Digest, users: Vec<String>) -> Option<Problem> {
@@ -182,7 +199,7 @@ pub fn repair(store: &Store, report: &VerifyReport) -> Result<Repair, StoreError
     let ids: std::collections::BTreeSet<String> =
         report.problems.iter().flat_map(Problem::dists).collect();
     for id in ids {
-        let wheel = crate::dist_index::DistIndex::load_meta(&store.dist_dir(&id))
+        let wheel = DistIndex::load_meta(&store.dist_dir(&id))
             .map_or_else(|_| format!("the wheel of {id}"), |m| m.wheel);
         let src = store.dist_dir(&id);
         let dest = quarantine.join("dists").join(format!("{id}.{stamp}"));

@@ -16,7 +16,6 @@
 //! per directory. Inode numbers are slot + 1 until a live reload
 //! renumbers the view after the one it replaces.
 
-use std::collections::HashMap;
 use std::hash::Hasher;
 
 use rustc_hash::{FxHashMap, FxHasher};
@@ -24,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::dist_index::DistIndex;
-use crate::hashing::Digest;
+use crate::hashing::{Digest, DigestMap};
 
 /// Inode number; [`ROOT`] is the mount's root directory.
 pub type Ino = u64;
@@ -198,9 +197,17 @@ pub enum ConflictPolicy {
 struct Tree {
     nodes: Vec<Node>,
     names: String,
-    /// Open addressing, linear probing: each entry is a slot + 1, 0 is
-    /// empty. Kept at most half full. The root is not in it.
-    table: Vec<u32>,
+    /// Open addressing, linear probing, kept at most half full. The root
+    /// is not in it.
+    table: Vec<Entry>,
+}
+
+/// One index entry: a slot + 1 (0 is empty) and its key's hash, so that
+/// probing skips most mismatches and growing never rehashes a name.
+#[derive(Debug, Default, Clone, Copy)]
+struct Entry {
+    slot: u32,
+    hash: u32,
 }
 
 impl Tree {
@@ -209,57 +216,83 @@ impl Tree {
         &self.names[off as usize..(off + len) as usize]
     }
 
-    fn key_hash(parent: Slot, name: &str) -> usize {
+    fn key_hash(parent: Slot, name: &str) -> u32 {
         let mut h = FxHasher::default();
         h.write_u32(parent);
         h.write(name.as_bytes());
-        h.finish() as usize
+        // FxHasher mixes into the high bits.
+        (h.finish() >> 32) as u32
     }
 
     /// The child `name` of directory `dir`.
     fn find(&self, dir: Slot, name: &str) -> Option<Slot> {
+        self.find_hashed(dir, name, Self::key_hash(dir, name))
+    }
+
+    fn find_hashed(&self, dir: Slot, name: &str, hash: u32) -> Option<Slot> {
         if self.table.is_empty() {
             return None;
         }
         let mask = self.table.len() - 1;
-        let mut i = Self::key_hash(dir, name) & mask;
+        let mut i = hash as usize & mask;
         loop {
-            let s = self.table[i].checked_sub(1)?;
-            if self.nodes[s as usize].parent == dir && self.name(s) == name {
+            let e = self.table[i];
+            let s = e.slot.checked_sub(1)?;
+            if e.hash == hash && self.nodes[s as usize].parent == dir && self.name(s) == name {
                 return Some(s);
             }
             i = (i + 1) & mask;
         }
     }
 
-    /// Index `slot` (a node not yet indexed).
-    fn index(&mut self, slot: Slot) {
-        if (self.nodes.len()) * 2 > self.table.len() {
-            self.grow();
+    /// Make room for `more` nodes without growing the index again.
+    fn reserve(&mut self, more: usize) {
+        self.nodes.reserve(more);
+        if (self.nodes.len() + more) * 2 > self.table.len() {
+            self.grow(self.nodes.len() + more);
         }
-        self.place(slot);
     }
 
-    fn place(&mut self, slot: Slot) {
+    /// Index `slot` (a node not yet indexed) under `hash`.
+    fn index(&mut self, slot: Slot, hash: u32) {
+        if self.nodes.len() * 2 > self.table.len() {
+            self.grow(self.nodes.len());
+        }
+        self.place(Entry {
+            slot: slot + 1,
+            hash,
+        });
+    }
+
+    fn place(&mut self, e: Entry) {
         let mask = self.table.len() - 1;
-        let node = &self.nodes[slot as usize];
-        let mut i = Self::key_hash(node.parent, self.name(slot)) & mask;
-        while self.table[i] != 0 {
+        let mut i = e.hash as usize & mask;
+        while self.table[i].slot != 0 {
             i = (i + 1) & mask;
         }
-        self.table[i] = slot + 1;
+        self.table[i] = e;
     }
 
-    fn grow(&mut self) {
-        let cap = (self.nodes.len() * 2).next_power_of_two().max(1024);
-        self.table = vec![0; cap];
-        // Every node but the newest (not yet indexed) and the root.
-        for s in 1..self.nodes.len().saturating_sub(1) as Slot {
-            self.place(s);
+    fn grow(&mut self, nodes: usize) {
+        let cap = (nodes * 2).next_power_of_two().max(1024);
+        let old = std::mem::replace(&mut self.table, vec![Entry::default(); cap]);
+        for e in old.into_iter().filter(|e| e.slot != 0) {
+            self.place(e);
         }
     }
 
     fn push(&mut self, parent: Slot, name: &str, node: (Kind, SystemTime, u32)) -> Slot {
+        let hash = Self::key_hash(parent, name);
+        self.push_hashed(parent, name, node, hash)
+    }
+
+    fn push_hashed(
+        &mut self,
+        parent: Slot,
+        name: &str,
+        node: (Kind, SystemTime, u32),
+        hash: u32,
+    ) -> Slot {
         let off = self.names.len() as u32;
         self.names.push_str(name);
         let slot = self.nodes.len() as Slot;
@@ -274,7 +307,7 @@ impl Tree {
         if let Kind::Dir { children } = &mut self.nodes[parent as usize].kind {
             children.push(slot);
         }
-        self.index(slot);
+        self.index(slot, hash);
         slot
     }
 
@@ -508,16 +541,13 @@ impl ViewBuilder {
 
     /// Add a dist's site-packages files, and for each `.py` source the
     /// pyc from `pycs` (source digest -> pyc size) in `__pycache__`.
-    pub fn add_dist(
-        &mut self,
-        dist: &DistIndex,
-        pycs: &HashMap<Digest, u64>,
-    ) -> Result<(), Conflict> {
+    pub fn add_dist(&mut self, dist: &DistIndex, pycs: &DigestMap<u64>) -> Result<(), Conflict> {
         let owner = self.owners.len() as u32;
         self.owners
             .push(format!("{} {}", dist.meta.name, dist.meta.version));
         let mtime = epoch_secs(dist.meta.ingested);
-        self.tree.nodes.reserve(dist.files.len() * 2);
+        // Each file, its pyc, and a share of new directories.
+        self.tree.reserve(dist.files.len() * 2);
         for f in dist.files.iter().filter(|f| f.scheme.in_site_packages()) {
             let file = Kind::File {
                 source: Source::Object(f.object),
@@ -635,8 +665,9 @@ impl ViewBuilder {
         node: (Kind, SystemTime, u32),
         at: At,
     ) -> Result<(), Conflict> {
-        let Some(existing) = self.tree.find(dir, name) else {
-            self.tree.push(dir, name, node);
+        let hash = Tree::key_hash(dir, name);
+        let Some(existing) = self.tree.find_hashed(dir, name, hash) else {
+            self.tree.push_hashed(dir, name, node, hash);
             return Ok(());
         };
         let (kind, mtime, owner) = node;
@@ -679,14 +710,16 @@ impl ViewBuilder {
         }
         let mut cur = ROOT_SLOT;
         for part in dirs.split('/').filter(|p| !p.is_empty()) {
-            cur = match self.tree.find(cur, part) {
+            let hash = Tree::key_hash(cur, part);
+            cur = match self.tree.find_hashed(cur, part, hash) {
                 Some(s) if self.tree.nodes[s as usize].is_dir() => s,
                 Some(s) => {
                     return Err(self.conflict(&self.tree.path_of(s), self.owner_of(s), owner))
                 }
-                None => self
-                    .tree
-                    .push(cur, part, (new_dir(), self.dir_mtime, owner)),
+                None => {
+                    let dir = (new_dir(), self.dir_mtime, owner);
+                    self.tree.push_hashed(cur, part, dir, hash)
+                }
             };
         }
         self.last_dir.0.clear();
@@ -854,7 +887,7 @@ mod tests {
         let mut b = ViewBuilder::new(ConflictPolicy::Error, epoch_secs(5), "t");
         b.add_dist(
             &dist("a", &[("a-1.dist-info/INSTALLER", b"pip")]),
-            &HashMap::new(),
+            &DigestMap::default(),
         )
         .unwrap();
         b.add_inline(

@@ -249,6 +249,23 @@ impl Scheme {
         }
     }
 
+    /// A stable one-byte code, for binary indexes.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(c: u8) -> Option<Scheme> {
+        [
+            Scheme::Purelib,
+            Scheme::Platlib,
+            Scheme::Scripts,
+            Scheme::Headers,
+            Scheme::Data,
+        ]
+        .get(c as usize)
+        .copied()
+    }
+
     pub fn parse(s: &str) -> Option<Scheme> {
         Some(match s {
             "purelib" => Scheme::Purelib,

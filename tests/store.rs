@@ -2001,3 +2001,39 @@ fn store_flag_beats_sitefs_store_beats_xdg_data_home() {
     assert_eq!(names(&ls_empty), ["loc-xdg"]);
     assert_eq!(count_dir(&home), 0, "nothing written under $HOME");
 }
+
+#[test]
+fn binary_index_is_rebuilt_when_missing_and_checked_by_verify() {
+    let store = TempStore::new();
+    let dir = wheel_dir(&store, "wheels");
+    let wheel = demo().write_to(&dir);
+    assert_success(&add_with_python(&store, &[&wheel]));
+    let id = expected_id("demo-pkg", "1.0", &wheel);
+    let idx = store.path.join("dists").join(&id).join("files.idx");
+    let written = fs::read(&idx).expect("ingest writes files.idx");
+
+    // A store from before files.idx: the next reader adds it back.
+    fs::remove_file(&idx).unwrap();
+    assert_success(&verify(&store));
+    assert_eq!(fs::read(&idx).unwrap(), written, "rebuilt files.idx");
+    assert!(tmp_entries(&store.path).is_empty());
+
+    // A files.idx that names another object than files.tsv does (first
+    // row's digest, after the 32-byte header and the 8-byte size).
+    let mut bad = written.clone();
+    bad[40] ^= 0xff;
+    fs::write(&idx, &bad).unwrap();
+    let out = verify(&store);
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        stdout_of(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!(
+            "damaged index of {id}: files.idx disagrees with files.tsv"
+        )),
+        "{text}"
+    );
+}
