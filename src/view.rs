@@ -625,12 +625,17 @@ impl ViewBuilder {
     }
 
     pub fn finish(self) -> View {
+        // The stored sizes, not Node::size: that would render every lazy
+        // file (each dist's RECORD) at mount time, which laziness exists
+        // to avoid. statfs may leave out those few KiB.
         let total_bytes = self
             .tree
             .nodes
             .iter()
-            .filter(|n| !n.is_dir())
-            .map(Node::size)
+            .map(|n| match n.kind {
+                Kind::File { size, .. } => size,
+                Kind::Dir { .. } => 0,
+            })
             .sum();
         View {
             max_ino: self.tree.nodes.len() as Ino,
@@ -905,5 +910,26 @@ mod tests {
         for i in 1..=v.len() as Ino {
             assert!(seen.insert(v.path_of(i)));
         }
+    }
+
+    #[test]
+    fn lazy_files_render_on_first_use_not_when_the_view_is_built() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let renders = Arc::new(AtomicUsize::new(0));
+        let counter = renders.clone();
+        let mut b = ViewBuilder::new(ConflictPolicy::Error, epoch_secs(5), "t");
+        b.add_dist(&dist("a", &[("a/x.txt", b"x")]), &DigestMap::default())
+            .unwrap();
+        let lazy = Lazy::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            b"rendered".to_vec()
+        });
+        b.add_lazy("a-1.dist-info/RECORD", lazy).unwrap();
+        let v = b.finish();
+        assert_eq!(renders.load(Ordering::SeqCst), 0, "rendered by finish()");
+        let node = v.get(v.resolve("a-1.dist-info/RECORD").unwrap()).unwrap();
+        assert_eq!(node.size(), 8);
+        assert_eq!(node.size(), 8);
+        assert_eq!(renders.load(Ordering::SeqCst), 1);
     }
 }
