@@ -141,9 +141,12 @@ fn mount_helper_args(mut args: Vec<OsString>) -> Vec<OsString> {
 }
 
 fn init_logging(verbose: u8) {
+    // fuser warns when its own unmount at exit finds the mount gone,
+    // which is how every foreground mount ends (`sitefs umount`,
+    // fusermount3 -u, systemd stopping it).
     let default = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,fuser::session=error",
+        1 => "info,fuser::session=error",
         _ => "debug",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
