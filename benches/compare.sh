@@ -142,8 +142,23 @@ phase_use() {
     pairs "entrypoints.$mode" use_entrypoints
     pairs "openread.$mode" use_openread
     record_daemon_memory "$mode" "$sv"
+    mount_cycles "$mode" "$sv" "${site[sitefs]}"
     remove_env sitefs "$sv"
     wait_daemon_gone "$sv"
+    wait_daemon_gone "${site[sitefs]}"
+}
+
+# mount_cycles MODE VENV SITE: N times unmount the env and time
+# `sitefs mount` of its manifest until the command returns (mount live).
+mount_cycles() {
+    local i
+    for i in $(seq "$N"); do
+        "$SITEFS" umount "$3"
+        wait_daemon_gone "$2"
+        wait_daemon_gone "$3"
+        timed "$SITEFS" mount -o "open=$1" "$2/sitefs.toml" "$3"
+        record "mount.$1" sitefs "$TIME"
+    done
 }
 
 # record_daemon_memory MODE VENV: VmRSS of the daemon, PSS of daemon + watchdog.

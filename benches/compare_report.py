@@ -64,6 +64,8 @@ def rows(meta):
              [("pip venv", (f"entrypoints.{mode}", "pip"))], "time", "median"),
             (f"open + read 4 KiB + close, {m}", (f"openread.{mode}", "sitefs"),
              [("pip venv", (f"openread.{mode}", "pip"))], "us", "median"),
+            (f"`sitefs mount` of the env until it returns (live), {m}", (f"mount.{mode}", "sitefs"),
+             [], "time", "median"),
             (f"daemon RSS per mount, {m}", (f"rss.{mode}", "sitefs"), [], "kb", "median"),
             (f"— PSS of daemon + watchdog per mount, {m}", (f"pss.{mode}", "sitefs"), [], "kb", "median"),
         ]
