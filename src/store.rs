@@ -270,7 +270,9 @@ impl Store {
     /// `files.tsv`. Best effort: a store this user may not write is fine.
     fn add_binary_index(&self, dir: &Path, idx: &DistIndex) {
         let id = dir.file_name().unwrap_or_default().to_string_lossy();
-        let tmp = (self.tmp_dir()).join(format!("{id}.{}.idx", std::process::id()));
+        let tmp = self
+            .tmp_dir()
+            .join(format!("{id}.{}.idx", std::process::id()));
         let done = idx
             .render_binary(dir)
             .and_then(|bytes| std::fs::write(&tmp, bytes))

@@ -249,21 +249,27 @@ impl Scheme {
         }
     }
 
-    /// A stable one-byte code, for binary indexes.
+    /// A one-byte code for binary indexes, fixed here rather than taken
+    /// from the declaration order, which files on disk must not depend on.
     pub fn code(self) -> u8 {
-        self as u8
+        match self {
+            Scheme::Purelib => 0,
+            Scheme::Platlib => 1,
+            Scheme::Scripts => 2,
+            Scheme::Headers => 3,
+            Scheme::Data => 4,
+        }
     }
 
     pub fn from_code(c: u8) -> Option<Scheme> {
-        [
-            Scheme::Purelib,
-            Scheme::Platlib,
-            Scheme::Scripts,
-            Scheme::Headers,
-            Scheme::Data,
-        ]
-        .get(c as usize)
-        .copied()
+        Some(match c {
+            0 => Scheme::Purelib,
+            1 => Scheme::Platlib,
+            2 => Scheme::Scripts,
+            3 => Scheme::Headers,
+            4 => Scheme::Data,
+            _ => return None,
+        })
     }
 
     pub fn parse(s: &str) -> Option<Scheme> {
