@@ -7,6 +7,8 @@
 #   (c) open+read+close latency of small files
 #   (d) `sitefs mount` / `sitefs umount` wall time
 #   (e) daemon RSS
+#   (f) isatty() latency (CPython's per-open ioctl), back to back and
+#       with busy gaps as between imports
 # Needs root (drop_caches, FUSE passthrough).
 # Usage: benches/mount.sh   (N=3 benches/mount.sh for a quicker run)
 # Writes benches/results/mount-<date>.md and prints it.
@@ -54,6 +56,8 @@ NATIVE_SP=$W/native-venv/lib/python$PYVER/site-packages
 MNT=$W/sitefs-venv/lib/python$PYVER/site-packages
 
 build_openread
+ISATTY=$W/isatty
+gcc -O2 -o "$ISATTY" "$BENCH_DIR/isatty.c"
 NFILES=0
 
 # ---- helpers -------------------------------------------------------------
@@ -128,6 +132,14 @@ bench_mode() {
         done
     done
 
+    log "(f) isatty() round trips"
+    for i in $(seq "$N"); do
+        for side in native sitefs; do
+            sample "$mode.tty.$side" "$("$ISATTY" "$(head -1 "$W/files.$side")" 2000 0)"
+            sample "$mode.ttygap.$side" "$("$ISATTY" "$(head -1 "$W/files.$side")" 300 2000)"
+        done
+    done
+
     do_umount
     wait_daemon_gone "$MNT"
 
@@ -187,6 +199,8 @@ cold|(a) import stack, cold cache: process wall, ms|1000|0|≤ 1.3x|1.3
 coldin|— of which in the import statements, ms|1000|0|||
 piplist|(b) base \`python -m pip list --path SITE\`, ms|1000|0|||
 openread|(c) open + read 4 KiB + close, µs per file|1|1|||
+tty|(f) \`isatty()\` of an open file, back to back, µs|1|1|||
+ttygap|(f) the same with 2 ms of busy CPU between calls, µs|1|1|||
 EOT
     local mt um mc rss hwm
     mt=$(calc "$(med "$m.mount") * 1000" 1)
@@ -220,6 +234,8 @@ OUT=$RESULTS/mount-$DATE.md
     echo "- (b) both sides use the base interpreter's pip: \`$PY -m pip list --path SITE\` (the sitefs venv has no pip)"
     echo "- (c) C loop over the same $NFILES small (≤ 4 KiB) .py files on each side, one warm pass then $PASSES timed passes"
     echo "- (d) $N mount/umount cycles; (e) /proc/PID/status of the daemon (found by the mountpoint in its cmdline)"
+    echo "- (f) benches/isatty.c on the first file of (c): the ioctl CPython < 3.14 makes at every open(), one per imported"
+    echo "  module; on the mount each is a round trip to the daemon (2000 calls back to back; 300 with 2 ms busy gaps)"
     echo
     for mode in "${MODES[@]}"; do report_mode "$mode"; done
     echo "## Targets"
