@@ -18,6 +18,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ -e /dev/fuse ] || die "/dev/fuse is missing"
 read -r -a MODES <<<"${MODES:-passthrough cached}"
 PASSES=${PASSES:-5}   # timed passes over the file list per open+read run
+MOUNT_N=${MOUNT_N:-$((4 * N))}   # warm mount cycles: cheap, and single mounts on this VM scatter widely
 
 resolve_python
 fetch_wheels
@@ -143,13 +144,16 @@ bench_mode() {
     do_umount
     wait_daemon_gone "$MNT"
 
-    log "(d) mount/umount cycles, warm and cold page cache"
-    for i in $(seq "$N"); do
+    log "(d) $MOUNT_N mount/umount cycles, warm page cache"
+    for i in $(seq "$MOUNT_N"); do
         timed do_mount "$mode"
         sample "$mode.mount" "$TIME"
         timed do_umount
         sample "$mode.umount" "$TIME"
         wait_daemon_gone "$MNT"
+    done
+    log "(d) $N mount/umount cycles, cold page cache"
+    for i in $(seq "$N"); do
         drop_caches
         timed do_mount "$mode"
         sample "$mode.mountcold" "$TIME"
@@ -233,7 +237,7 @@ OUT=$RESULTS/mount-$DATE.md
     echo "  per side first; cold: \`sync; echo 3 > /proc/sys/vm/drop_caches\` before every run; native and sitefs runs alternate"
     echo "- (b) both sides use the base interpreter's pip: \`$PY -m pip list --path SITE\` (the sitefs venv has no pip)"
     echo "- (c) C loop over the same $NFILES small (≤ 4 KiB) .py files on each side, one warm pass then $PASSES timed passes"
-    echo "- (d) $N mount/umount cycles; (e) /proc/PID/status of the daemon (found by the mountpoint in its cmdline)"
+    echo "- (d) $MOUNT_N warm mount/umount cycles, then $N after drop_caches; (e) /proc/PID/status of the daemon (found by the mountpoint in its cmdline)"
     echo "- (f) benches/isatty.c on the first file of (c): the ioctl CPython < 3.14 makes at every open(), one per imported"
     echo "  module; on the mount each is a round trip to the daemon (2000 calls back to back; 300 with 2 ms busy gaps)"
     echo
