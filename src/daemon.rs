@@ -364,8 +364,9 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), MountError> {
 }
 
 /// Fork. The parent waits for the child's status and returns `None`
-/// once the mount is live (or the child's error); the child returns the
-/// status pipe and continues as a detached daemon.
+/// once the mount is live, or the child's error once the child has
+/// exited; the child returns the status pipe and continues as a detached
+/// daemon.
 fn daemonize() -> Result<Option<Status>, MountError> {
     let (rd, wr) = pipe()?;
     // SAFETY: the process is single-threaded here (no FUSE threads yet),
@@ -380,12 +381,18 @@ fn daemonize() -> Result<Option<Status>, MountError> {
             detach();
             Ok(Some(Status(File::from(wr))))
         }
-        _ => {
+        child => {
             drop(wr);
             let mut msg = String::new();
             let _ = File::from(rd).read_to_string(&mut msg);
+            if msg == "OK" {
+                return Ok(None);
+            }
+            // The child failed and is exiting: reap it, so that no process
+            // of a failed mount outlives the error its caller reports.
+            // SAFETY: plain syscall on our own child.
+            unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
             match msg.strip_prefix("ERR ") {
-                _ if msg == "OK" => Ok(None),
                 Some(e) => Err(MountError::Daemon(e.to_string())),
                 None => Err(MountError::DaemonDied),
             }
