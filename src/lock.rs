@@ -186,8 +186,7 @@ impl UseGuard {
     /// run on it either.
     pub fn acquire(store: &Path) -> UseGuard {
         let users = users_dir(store);
-        let mut told = false;
-        let started = Instant::now();
+        let mut wait = Wait::warning_after(Duration::from_millis(200));
         loop {
             let mark = users.join(unique_name());
             if let Err(e) = create_owned(&mark) {
@@ -199,14 +198,12 @@ impl UseGuard {
             }
             let _ = fs::remove_file(&mark);
             break_stale_gc_lock(store);
-            if !told && started.elapsed() > Duration::from_millis(200) {
-                log::warn!(
+            wait.pause(|| {
+                format!(
                     "waiting for `sitefs store gc` to finish on {}",
                     store.display()
-                );
-                told = true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+                )
+            });
         }
     }
 }
@@ -245,26 +242,23 @@ impl GcLock {
             move |e| LockError::Io(shown, e)
         };
         fs::create_dir_all(users_dir(store)).map_err(io_err(&users_dir(store)))?;
-        let started = Instant::now();
-        let mut told = false;
+        let mut wait = Wait::warning_after(Duration::from_millis(500));
         while let Err(e) = create_owned(&path) {
             if e.kind() != io::ErrorKind::AlreadyExists {
                 return Err(io_err(&path)(e));
             }
             break_stale_gc_lock(store);
-            if started.elapsed() > USERS_WAIT {
+            if wait.elapsed() > USERS_WAIT {
                 let owner = fs::read_to_string(&path).unwrap_or_default();
                 let shown = store.display().to_string();
                 return Err(LockError::Busy(shown, owner.trim().to_string()));
             }
-            if !told && started.elapsed() > Duration::from_millis(500) {
-                log::warn!(
+            wait.pause(|| {
+                format!(
                     "waiting for another `sitefs store gc` on {}",
                     store.display()
-                );
-                told = true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+                )
+            });
         }
         let lock = GcLock { path };
         lock.wait_for_users(store, USERS_WAIT)?;
@@ -272,27 +266,56 @@ impl GcLock {
     }
 
     fn wait_for_users(&self, store: &Path, limit: Duration) -> Result<(), LockError> {
-        let started = Instant::now();
-        let mut told = false;
+        let mut wait = Wait::warning_after(Duration::from_millis(500));
         loop {
             let live = live_users(store);
             if live.is_empty() {
                 return Ok(());
             }
-            if started.elapsed() > limit {
+            if wait.elapsed() > limit {
                 let shown = store.display().to_string();
                 return Err(LockError::InUse(shown, limit, live.join(", ")));
             }
-            if !told && started.elapsed() > Duration::from_millis(500) {
-                log::warn!(
+            wait.pause(|| {
+                format!(
                     "waiting for {} store user(s) to finish (ingest, env create, mount): {}",
                     live.len(),
                     live.join(", ")
-                );
-                told = true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+                )
+            });
         }
+    }
+}
+
+/// A polling wait that says once, after `warn_after`, what it waits for:
+/// the shape of every wait in this module.
+struct Wait {
+    started: Instant,
+    warn_after: Duration,
+    told: bool,
+}
+
+impl Wait {
+    fn warning_after(warn_after: Duration) -> Wait {
+        Wait {
+            started: Instant::now(),
+            warn_after,
+            told: false,
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Sleep one poll interval, warning first if this is the first pause
+    /// past `warn_after`.
+    fn pause(&mut self, warning: impl FnOnce() -> String) {
+        if !self.told && self.elapsed() > self.warn_after {
+            log::warn!("{}", warning());
+            self.told = true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
