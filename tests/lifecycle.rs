@@ -491,13 +491,14 @@ fn another_user_mounts_from_a_root_owned_store_but_cannot_change_it() {
     assert_success(&umount);
 }
 
-/// A pip-made venv of `wheels` (pip's own RECORDs, scripts, pycs).
-fn pip_venv(work: &Work, name: &str, wheels: &[&Path]) -> PathBuf {
-    let venv = work.path(name);
+/// A pip-made venv of `wheels` (pip's own RECORDs, scripts, pycs),
+/// unmounted and removed when dropped.
+fn pip_venv(work: &Work, name: &str, wheels: &[PathBuf]) -> Venv {
+    let venv = Venv::guard(&work.path(name));
     let mut mk = clean(Command::new(real_python()));
-    mk.args(["-m", "venv"]).arg(&venv);
+    mk.args(["-m", "venv"]).arg(&venv.path);
     assert_success(&run_limited(mk));
-    let mut pip = clean(Command::new(venv.join("bin/python")));
+    let mut pip = clean(Command::new(venv.path.join("bin/python")));
     pip.args(["-m", "pip", "install", "-q", "--no-index", "--no-deps"])
         .args(wheels);
     assert_success(&run_limited(pip));
@@ -551,9 +552,7 @@ fn adopt_wheels(work: &Work) -> Vec<PathBuf> {
 fn adopt_turns_a_pip_venv_into_a_mount_and_materialize_turns_it_back() {
     let work = Work::new();
     let wheels = adopt_wheels(&work);
-    let refs: Vec<&Path> = wheels.iter().map(|p| p.as_path()).collect();
-    let venv_path = pip_venv(&work, "venv", &refs);
-    let venv = Venv::guard(&venv_path);
+    let venv = pip_venv(&work, "venv", &wheels);
     let before = pip_list(&venv.path);
     let disk_before = disk_bytes(&venv.path);
 
@@ -601,18 +600,17 @@ fn adopt_turns_a_pip_venv_into_a_mount_and_materialize_turns_it_back() {
     // Adopting a second copy stores nothing new: same dists, same ids.
     let objects = file_count(&work.store().join("objects"));
     let ids = store_ids(&work);
-    let twin = pip_venv(&work, "twin", &refs);
-    let twin_guard = Venv::guard(&twin);
+    let twin = pip_venv(&work, "twin", &wheels);
     assert_success(&sitefs([
         os("adopt"),
         os("--store"),
         work.store().as_os_str(),
-        twin.as_os_str(),
+        twin.path.as_os_str(),
     ]));
     assert_eq!(store_ids(&work), ids);
     assert_eq!(file_count(&work.store().join("objects")), objects);
-    assert_eq!(pip_list(&twin), before);
-    drop(twin_guard);
+    assert_eq!(pip_list(&twin.path), before);
+    drop(twin);
 
     let mat = sitefs([os("env"), os("materialize"), venv.path.as_os_str()]);
     assert_success(&mat);
@@ -647,9 +645,7 @@ fn adopt_turns_a_pip_venv_into_a_mount_and_materialize_turns_it_back() {
 fn adopt_refuses_a_venv_with_an_edited_file_and_leaves_it_as_it_was() {
     let work = Work::new();
     let wheels = adopt_wheels(&work);
-    let refs: Vec<&Path> = wheels.iter().map(|p| p.as_path()).collect();
-    let venv_path = pip_venv(&work, "venv", &refs);
-    let venv = Venv::guard(&venv_path);
+    let venv = pip_venv(&work, "venv", &wheels);
     let edited = venv.sp().join("adlib/__init__.py");
     fs::write(&edited, "VALUE = 'hand edited'\n").unwrap();
     let before = pip_list(&venv.path);
