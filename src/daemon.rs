@@ -183,15 +183,21 @@ pub struct Prepared {
     pub guard: Option<UseGuard>,
 }
 
-/// Check a manifest and a mountpoint.
+/// Check a mountpoint and a manifest.
 pub fn prepare(manifest: &Path, mountpoint: &Path) -> Result<Prepared, MountError> {
+    let mountpoint = check_mountpoint(mountpoint)?;
+    prepare_on(manifest, mountpoint)
+}
+
+/// Check a manifest and build its view, for a mount on `mountpoint`
+/// (checked already).
+fn prepare_on(manifest: &Path, mountpoint: PathBuf) -> Result<Prepared, MountError> {
     let manifest = std::path::absolute(manifest).unwrap_or(manifest.to_path_buf());
     let m = Manifest::load(&manifest)?;
     // gc must not run between reading the store and recording the
     // mount's root (see crate::lock).
     let guard = Some(UseGuard::acquire(&m.store_path(&manifest)));
     let (store, view, dists) = view_of(m, &manifest)?;
-    let mountpoint = check_mountpoint(mountpoint)?;
     Ok(Prepared {
         manifest,
         store,
@@ -220,7 +226,7 @@ pub fn mount(req: MountRequest) -> Result<(), MountError> {
     let Some(status) = daemonize()? else {
         return Ok(());
     };
-    let result = match prepare(&manifest, &mountpoint) {
+    let result = match prepare_on(&manifest, mountpoint) {
         Ok(p) => serve(p, &req.opts, Some(status)),
         Err(e) => {
             status.send(&format!("ERR {e}"));
