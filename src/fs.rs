@@ -1,5 +1,9 @@
-//! The FUSE adapter: serves a [`View`] read-only through fuser. The only
-//! module that knows FUSE types; all tree logic is in [`crate::view`].
+//! The FUSE adapter: serves a [`View`] read-only. [`SiteFs`] answers each
+//! operation in plain terms (attributes, bytes, directory entries); two
+//! transports carry those answers to the kernel: fuser's `/dev/fuse`
+//! loop ([`FuseAdapter`], which also negotiates the connection) and FUSE
+//! over io_uring ([`crate::uring`]), which answers each request on the
+//! CPU that issued it. All tree logic is in [`crate::view`].
 //!
 //! Two ways to serve file contents (see [`OpenMode`]):
 //! - passthrough: `open` hands the kernel the store file itself, so reads
@@ -12,6 +16,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,7 +36,7 @@ use crate::view::{Change, Ino, Kind, Node, Source, View, ROOT};
 
 /// The tree never changes under a mount, so the kernel may cache names
 /// and attributes for as long as it likes.
-const TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+pub(crate) const TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// How file contents reach readers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +125,7 @@ pub struct SiteFs {
     no_opendir: AtomicBool,
     uid: u32,
     gid: u32,
-    backing: Mutex<BackingCache>,
+    backing: Mutex<BackingCache<BackingId>>,
     files: Mutex<HashMap<Ino, Arc<File>>>,
     next_fh: AtomicU64,
 }
@@ -129,25 +134,49 @@ pub struct SiteFs {
 /// opens of that inode. Ids outlive their opens, so reopening a module
 /// costs no `open(2)` and no registration ioctl; when too many are kept,
 /// the ones no open file uses are released.
-#[derive(Default)]
-struct BackingCache {
-    by_handle: HashMap<u64, Arc<BackingId>>,
-    by_inode: HashMap<Ino, Arc<BackingId>>,
+pub(crate) struct BackingCache<Id> {
+    by_handle: HashMap<u64, Arc<Id>>,
+    by_inode: HashMap<Ino, Arc<Id>>,
+}
+
+impl<Id> Default for BackingCache<Id> {
+    fn default() -> Self {
+        BackingCache {
+            by_handle: HashMap::new(),
+            by_inode: HashMap::new(),
+        }
+    }
 }
 
 /// Most backing ids kept registered with the kernel.
 const MAX_BACKING: usize = 8192;
 
-impl BackingCache {
+impl<Id> BackingCache<Id> {
     fn evict_idle(&mut self) {
         if self.by_inode.len() >= MAX_BACKING {
             self.by_inode.retain(|_, id| Arc::strong_count(id) > 1);
         }
     }
+
+    /// The open file `fh` is closed: its inode's id may now be evicted.
+    pub(crate) fn release(&mut self, fh: u64) {
+        self.by_handle.remove(&fh);
+    }
 }
 
 /// Most files descriptors kept open for cached-mode reads.
 const MAX_OPEN_FILES: usize = 256;
+
+/// How an `open` is answered.
+pub(crate) enum Opened<Id> {
+    /// Cached mode: ENOSYS, after which the kernel sends no more opens.
+    NoOpen,
+    /// Reads of handle `fh` go to the store file behind `id`.
+    Passthrough { fh: u64, id: Arc<Id> },
+    /// A file without a store file (inline, lazy) or whose backing
+    /// failed: reads come to the daemon, the page cache is kept.
+    Daemon,
+}
 
 impl SiteFs {
     pub fn new(state: Arc<ViewState>, store: Store, mode: OpenMode) -> Self {
@@ -197,6 +226,140 @@ impl SiteFs {
         }
     }
 
+    /// LOOKUP: the attributes of `name` in `parent`. A name that does not
+    /// exist answers inode 0, which the kernel caches as a negative entry
+    /// for the TTL: the import system probes many names that never exist.
+    pub(crate) fn lookup_attr(&self, parent: Ino, name: &[u8]) -> Result<FileAttr, Errno> {
+        let view = self.state.current();
+        let found = std::str::from_utf8(name)
+            .ok()
+            .and_then(|n| view.lookup(parent, n));
+        match found.and_then(|ino| view.get(ino).map(|n| (ino, n))) {
+            Some((ino, node)) => Ok(self.attr(ino, node)),
+            None => view
+                .get(ROOT)
+                .map(|root| self.attr(0, root))
+                .ok_or(Errno::ENOENT),
+        }
+    }
+
+    /// GETATTR, also of inodes only a retired view still has.
+    pub(crate) fn getattr_of(&self, ino: Ino) -> Result<FileAttr, Errno> {
+        let view = self.state.holding(ino).ok_or(Errno::ENOENT)?;
+        let node = view.get(ino).ok_or(Errno::ENOENT)?;
+        Ok(self.attr(ino, node))
+    }
+
+    /// OPEN. `register` hands the kernel a store file for passthrough
+    /// (through whichever transport carries the reply) and is called at
+    /// most once per inode while its id stays cached.
+    pub(crate) fn open_file<Id>(
+        &self,
+        ino: Ino,
+        flags: i32,
+        cache: &Mutex<BackingCache<Id>>,
+        register: impl FnOnce(&File) -> std::io::Result<Id>,
+    ) -> Result<Opened<Id>, Errno> {
+        if flags & libc::O_ACCMODE != libc::O_RDONLY {
+            return Err(Errno::EROFS);
+        }
+        let (view, source, _) = self.file_of(ino)?;
+        if !self.uses_passthrough() {
+            return Ok(Opened::NoOpen);
+        }
+        let Some(path) = self.backing_path(&view, &source) else {
+            return Ok(Opened::Daemon);
+        };
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+        let id = match cache.by_inode.get(&ino).cloned() {
+            Some(id) => id,
+            None => {
+                let file = File::open(&path).map_err(|e| {
+                    warn!("{}: {e}", path.display());
+                    Errno::EIO
+                })?;
+                match register(&file) {
+                    Ok(id) => {
+                        let id = Arc::new(id);
+                        cache.evict_idle();
+                        cache.by_inode.insert(ino, id.clone());
+                        id
+                    }
+                    Err(e) => {
+                        warn!(
+                            "passthrough open of {} failed ({e}); serving reads from the daemon",
+                            path.display()
+                        );
+                        return Ok(Opened::Daemon);
+                    }
+                }
+            }
+        };
+        cache.by_handle.insert(fh, id.clone());
+        Ok(Opened::Passthrough { fh, id })
+    }
+
+    /// OPENDIR: ENOSYS once the kernel agreed to open directories itself
+    /// (and then cache every listing, CACHE_DIR|KEEP_CACHE).
+    pub(crate) fn opendir_check(&self, ino: Ino) -> Result<(), Errno> {
+        if self.no_opendir.load(Ordering::Relaxed) {
+            return Err(Errno::ENOSYS);
+        }
+        match self.state.current().get(ino) {
+            Some(n) if n.is_dir() => Ok(()),
+            Some(_) => Err(Errno::ENOTDIR),
+            None => Err(Errno::ENOENT),
+        }
+    }
+
+    /// READ into `buf` (whose length is the requested size); returns the
+    /// bytes filled, short only at the end of the file.
+    pub(crate) fn read_into(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        let (view, source, len) = self.file_of(ino)?;
+        let end = len.min(offset.saturating_add(buf.len() as u64));
+        if offset >= end {
+            return Ok(0);
+        }
+        let n = (end - offset) as usize;
+        let (lo, hi) = (offset as usize, end as usize);
+        match &source {
+            Source::Inline(bytes) => buf[..n].copy_from_slice(&bytes[lo..hi]),
+            Source::Lazy(lazy) => buf[..n].copy_from_slice(&lazy.get()[lo..hi]),
+            Source::Object(_) | Source::Pyc(_) => {
+                let file = self.backing_file(&view, ino, &source)?;
+                return read_full_at(&file, &mut buf[..n], offset).map_err(|e| {
+                    warn!("read of inode {ino}: {e}");
+                    Errno::EIO
+                });
+            }
+        }
+        Ok(n)
+    }
+
+    /// READDIR/READDIRPLUS: calls `add(child, next_offset, name, attr)`
+    /// for each entry from `offset` on until it returns true (full).
+    pub(crate) fn list_dir(
+        &self,
+        ino: Ino,
+        offset: u64,
+        mut add: impl FnMut(u64, &str, &FileAttr) -> bool,
+    ) -> Result<(), Errno> {
+        let view = self.state.current();
+        for (i, (child, name, node)) in dir_entries(&view, ino)?.enumerate().skip(offset as usize) {
+            if add(i as u64 + 1, name, &self.attr(child, node)) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// STATFS figures: (4 KiB blocks, inodes).
+    pub(crate) fn statfs_figures(&self) -> (u64, u64) {
+        let view = self.state.current();
+        (view.total_bytes.div_ceil(4096), view.len() as u64)
+    }
+
     fn backing_path(&self, view: &View, source: &Source) -> Option<PathBuf> {
         match source {
             Source::Object(d) => Some(self.store.object_path(d)),
@@ -236,53 +399,9 @@ impl SiteFs {
         Ok(f)
     }
 
-    fn open_passthrough(
-        &self,
-        view: &View,
-        ino: Ino,
-        source: &Source,
-        reply: ReplyOpen,
-    ) -> Result<(), (ReplyOpen, Errno)> {
-        let Some(path) = self.backing_path(view, source) else {
-            return Err((reply, Errno::ENOSYS));
-        };
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let mut cache = self.backing.lock().unwrap_or_else(|e| e.into_inner());
-        let id = match cache.by_inode.get(&ino).cloned() {
-            Some(id) => id,
-            None => {
-                let file = match File::open(&path) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        warn!("{}: {e}", path.display());
-                        return Err((reply, Errno::EIO));
-                    }
-                };
-                match reply.open_backing(&file) {
-                    Ok(id) => {
-                        let id = Arc::new(id);
-                        cache.evict_idle();
-                        cache.by_inode.insert(ino, id.clone());
-                        id
-                    }
-                    Err(e) => {
-                        warn!(
-                            "passthrough open of {} failed ({e}); serving reads from the daemon",
-                            path.display()
-                        );
-                        return Err((reply, Errno::ENOSYS));
-                    }
-                }
-            }
-        };
-        cache.by_handle.insert(fh, id.clone());
-        reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id);
-        Ok(())
-    }
-}
-
-impl Filesystem for SiteFs {
-    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+    /// INIT: what this filesystem asks of the kernel. Returns whether the
+    /// kernel agreed to FUSE over io_uring, if `want_uring`.
+    fn negotiate(&self, config: &mut KernelConfig, want_uring: bool) -> std::io::Result<bool> {
         let wanted = InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_NO_OPEN_SUPPORT
@@ -300,7 +419,9 @@ impl Filesystem for SiteFs {
             .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
             .is_ok();
         self.no_opendir.store(no_opendir, Ordering::Relaxed);
-        let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_readahead(MAX_IO as u32);
+        // Nothing is written; this bounds the io_uring payload buffers.
+        let _ = config.set_max_write(MAX_IO as u32);
         if self.requested != OpenMode::Cached {
             let granted = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
                 && config.set_max_stack_depth(2).is_ok();
@@ -311,63 +432,79 @@ impl Filesystem for SiteFs {
             }
             self.passthrough.store(granted, Ordering::Relaxed);
         }
+        let uring = want_uring
+            && config
+                .add_capabilities(InitFlags::FUSE_OVER_IO_URING)
+                .is_ok();
         info!(
-            "serving {} inodes, open mode {}",
+            "serving {} inodes, open mode {}, transport {}",
             self.state.current().len(),
             if self.uses_passthrough() {
                 "passthrough"
             } else {
                 "cached"
-            }
+            },
+            if uring { "io_uring" } else { "/dev/fuse" }
         );
-        Ok(())
+        Ok(uring)
+    }
+}
+
+/// The largest read (and readahead) the kernel sends, which is also the
+/// size of each io_uring payload buffer.
+pub(crate) const MAX_IO: usize = 1 << 20;
+
+/// fuser's side: negotiates the connection and serves `/dev/fuse`. Once
+/// io_uring queues are registered, only FORGETs and INTERRUPTs still come
+/// this way.
+pub struct FuseAdapter {
+    fs: Arc<SiteFs>,
+    uring: Option<crate::uring::Offer>,
+}
+
+impl FuseAdapter {
+    /// `uring`: ask the kernel for FUSE over io_uring and record its answer.
+    pub fn new(fs: Arc<SiteFs>, uring: Option<crate::uring::Offer>) -> Self {
+        FuseAdapter { fs, uring }
+    }
+}
+
+impl Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let granted = self.fs.negotiate(config, self.uring.is_some())?;
+        match &self.uring {
+            Some(offer) => offer.settle(granted),
+            None => Ok(()),
+        }
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let view = self.state.current();
-        let found = name.to_str().and_then(|n| view.lookup(parent.0, n));
-        match found.and_then(|ino| view.get(ino).map(|n| (ino, n))) {
-            Some((ino, node)) => reply.entry(&TTL, &self.attr(ino, node), Generation(0)),
-            // Inode 0 with a TTL is a cached negative entry: the import
-            // system probes many names that never exist.
-            None => match view.get(ROOT) {
-                Some(root) => reply.entry(&TTL, &self.attr(0, root), Generation(0)),
-                None => reply.error(Errno::ENOENT),
-            },
+        match self.fs.lookup_attr(parent.0, name.as_bytes()) {
+            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Err(e) => reply.error(e),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.state.holding(ino.0) {
-            Some(view) => match view.get(ino.0) {
-                Some(node) => reply.attr(&TTL, &self.attr(ino.0, node)),
-                None => reply.error(Errno::ENOENT),
-            },
-            None => reply.error(Errno::ENOENT),
+        match self.fs.getattr_of(ino.0) {
+            Ok(attr) => reply.attr(&TTL, &attr),
+            Err(e) => reply.error(e),
         }
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
-            return reply.error(Errno::EROFS);
-        }
-        let (view, source) = match self.file_of(ino.0) {
-            Ok((v, s, _)) => (v, s),
-            Err(e) => return reply.error(e),
-        };
-        if self.uses_passthrough() {
-            match self.open_passthrough(&view, ino.0, &source, reply) {
-                Ok(()) => {}
-                // Inline files and failed backing opens are served by us.
-                Err((reply, Errno::ENOSYS)) => {
-                    reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
-                }
-                Err((reply, e)) => reply.error(e),
-            }
-        } else {
+        let opened = self
+            .fs
+            .open_file(ino.0, flags.0, &self.fs.backing, |f| reply.open_backing(f));
+        match opened {
             // Cached mode: ENOSYS tells the kernel to stop sending opens
             // for this mount and to keep its page cache.
-            reply.error(Errno::ENOSYS);
+            Ok(Opened::NoOpen) => reply.error(Errno::ENOSYS),
+            Ok(Opened::Passthrough { fh, id }) => {
+                reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id)
+            }
+            Ok(Opened::Daemon) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -382,30 +519,10 @@ impl Filesystem for SiteFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let (view, source, len) = match self.file_of(ino.0) {
-            Ok(f) => f,
-            Err(e) => return reply.error(e),
-        };
-        let end = len.min(offset.saturating_add(size as u64));
-        if offset >= end {
-            return reply.data(&[]);
-        }
-        match &source {
-            Source::Inline(bytes) => return reply.data(&bytes[offset as usize..end as usize]),
-            Source::Lazy(lazy) => return reply.data(&lazy.get()[offset as usize..end as usize]),
-            Source::Object(_) | Source::Pyc(_) => {}
-        }
-        let file = match self.backing_file(&view, ino.0, &source) {
-            Ok(f) => f,
-            Err(e) => return reply.error(e),
-        };
-        let mut buf = vec![0u8; (end - offset) as usize];
-        match read_full_at(&file, &mut buf, offset) {
+        let mut buf = vec![0u8; (size as usize).min(MAX_IO)];
+        match self.fs.read_into(ino.0, offset, &mut buf) {
             Ok(n) => reply.data(&buf[..n]),
-            Err(e) => {
-                warn!("read of inode {ino:?}: {e}");
-                reply.error(Errno::EIO)
-            }
+            Err(e) => reply.error(e),
         }
     }
 
@@ -419,24 +536,18 @@ impl Filesystem for SiteFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let mut cache = self.backing.lock().unwrap_or_else(|e| e.into_inner());
-        cache.by_handle.remove(&fh.0);
+        let mut cache = self.fs.backing.lock().unwrap_or_else(|e| e.into_inner());
+        cache.release(fh.0);
         reply.ok();
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        if self.no_opendir.load(Ordering::Relaxed) {
-            // ENOSYS makes the kernel stop sending opendir/releasedir for
-            // this mount and cache every listing (CACHE_DIR|KEEP_CACHE).
-            return reply.error(Errno::ENOSYS);
-        }
-        match self.state.current().get(ino.0) {
-            Some(n) if n.is_dir() => reply.opened(
+        match self.fs.opendir_check(ino.0) {
+            Ok(()) => reply.opened(
                 FileHandle(0),
                 FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
             ),
-            Some(_) => reply.error(Errno::ENOTDIR),
-            None => reply.error(Errno::ENOENT),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -448,22 +559,13 @@ impl Filesystem for SiteFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let view = self.state.current();
-        let entries = match dir_entries(&view, ino.0) {
-            Ok(e) => e,
-            Err(e) => return reply.error(e),
-        };
-        for (i, (child, name, node)) in entries.enumerate().skip(offset as usize) {
-            let kind = if node.is_dir() {
-                FileType::Directory
-            } else {
-                FileType::RegularFile
-            };
-            if reply.add(INodeNo(child), i as u64 + 1, kind, name) {
-                break;
-            }
+        let listed = self.fs.list_dir(ino.0, offset, |next, name, attr| {
+            reply.add(attr.ino, next, attr.kind, name)
+        });
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
-        reply.ok();
     }
 
     fn readdirplus(
@@ -474,24 +576,13 @@ impl Filesystem for SiteFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let view = self.state.current();
-        let entries = match dir_entries(&view, ino.0) {
-            Ok(e) => e,
-            Err(e) => return reply.error(e),
-        };
-        for (i, (child, name, node)) in entries.enumerate().skip(offset as usize) {
-            if reply.add(
-                INodeNo(child),
-                i as u64 + 1,
-                name,
-                &TTL,
-                &self.attr(child, node),
-                Generation(0),
-            ) {
-                break;
-            }
+        let listed = self.fs.list_dir(ino.0, offset, |next, name, attr| {
+            reply.add(attr.ino, next, name, &TTL, attr, Generation(0))
+        });
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
-        reply.ok();
     }
 
     /// Files here are never terminals: CPython (before 3.14) asks
@@ -525,9 +616,8 @@ impl Filesystem for SiteFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let view = self.state.current();
-        let blocks = view.total_bytes.div_ceil(4096);
-        reply.statfs(blocks, 0, 0, view.len() as u64, 0, 4096, 255, 4096);
+        let (blocks, files) = self.fs.statfs_figures();
+        reply.statfs(blocks, 0, 0, files, 0, 4096, 255, 4096);
     }
 }
 

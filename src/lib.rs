@@ -34,6 +34,7 @@ pub mod resolve;
 pub mod roots;
 pub mod scripts;
 pub mod store;
+pub mod uring;
 pub mod venv;
 pub mod verify;
 pub mod view;

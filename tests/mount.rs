@@ -1199,6 +1199,7 @@ fn bad_mountpoints_fail_with_one_line() {
     let other = env.mountpoint("mnt2");
     for (opt, wanted) in [
         ("bogus", "unknown mount option"),
+        ("uring=maybe", "unknown mount option"),
         ("rw", "read-only"),
         ("noexec", "extension modules"),
     ] {
@@ -1361,18 +1362,22 @@ print("dists", sorted(d.metadata["Name"] for d in md.distributions(path=[sys.arg
 // Open modes
 // ---------------------------------------------------------------------------
 
-/// Mounts pkg + ext + blob with `-o open=<mode>`, imports the extension
-/// and compares every byte served with the wheels and the store's pycs.
-/// Returns the daemon's open descriptors into the store's objects after
-/// everything was read.
-fn serve_everything_with_open_mode(mode: &str) -> Vec<PathBuf> {
+/// Mounts pkg + ext + blob with `-o open=<mode>` (and `extra` options),
+/// imports the extension and compares every byte served with the wheels
+/// and the store's pycs. Returns the daemon's open descriptors into the
+/// store's objects after everything was read, and its thread names.
+fn serve_everything(mode: &str, extra: &[&str]) -> (Vec<PathBuf>, Vec<String>) {
     let env = Env::new();
     let ext = ext_wheel(env.work());
     let wheels = [pkg_wheel(), ext, blob_wheel()];
     env.add(&wheels.iter().collect::<Vec<_>>());
     let m = env.manifest("open", &["sfpkg", "sfext", "sfblob"]);
     let opt = format!("open={mode}");
-    let mount = Mount::new(&m, &env.mountpoint("mnt"), &[&opt]);
+    let opts: Vec<&str> = [opt.as_str()]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    let mount = Mount::new(&m, &env.mountpoint("mnt"), &opts);
     let mnt = mount.path();
 
     let info = kv(&py_ok(
@@ -1476,10 +1481,81 @@ print("blob", os.path.getsize(os.path.join(os.path.dirname(sfblob.__file__), "bl
 
     let objects = env.store.path.join("objects");
     let pid = daemon_pid(mnt);
-    fd_targets(pid)
+    let store_fds = fd_targets(pid)
         .into_iter()
         .filter(|t| t.starts_with(&objects) || t.starts_with(env.store.path.join("bytecode")))
+        .collect();
+    (store_fds, thread_names(pid))
+}
+
+fn thread_names(pid: i32) -> Vec<String> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .map(|t| fs::read_to_string(t.unwrap().path().join("comm")).unwrap_or_default())
+        .map(|c| c.trim().to_string())
         .collect()
+}
+
+fn serve_everything_with_open_mode(mode: &str) -> Vec<PathBuf> {
+    serve_everything(mode, &[]).0
+}
+
+/// The kernel switch for FUSE over io_uring (`.ci/run` turns it on).
+const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
+
+/// Whether this kernel serves FUSE over io_uring; as root, turns the
+/// switch on (it is off by default). Fails in CI, which must have it.
+fn io_uring_available() -> bool {
+    let on = match fs::read_to_string(ENABLE_URING) {
+        Ok(v) if v.trim() == "Y" => true,
+        Ok(_) => fs::write(ENABLE_URING, "Y").is_ok(),
+        Err(_) => false,
+    };
+    assert!(
+        on || std::env::var_os("CI").is_none(),
+        "CI runs on kernels with FUSE over io_uring: {ENABLE_URING} is missing or not writable"
+    );
+    if !on {
+        eprintln!("NOT TESTED: FUSE over io_uring ({ENABLE_URING} missing or not writable)");
+    }
+    on
+}
+
+#[test]
+fn io_uring_transport_serves_exact_bytes_in_both_open_modes() {
+    if !io_uring_available() {
+        return;
+    }
+    for mode in ["cached", "passthrough"] {
+        let (store_fds, threads) = serve_everything(mode, &["uring=on"]);
+        let queues = threads
+            .iter()
+            .filter(|t| t.starts_with("sitefs-uring-"))
+            .count();
+        assert!(
+            queues >= 1,
+            "{mode}: no io_uring queue threads: {threads:?}"
+        );
+        // Passthrough opens come over io_uring too and get backing files.
+        assert_eq!(
+            store_fds.is_empty(),
+            mode == "passthrough",
+            "{mode}: {store_fds:?}"
+        );
+    }
+}
+
+#[test]
+fn dev_fuse_transport_serves_exact_bytes() {
+    let (store_fds, threads) = serve_everything("cached", &["uring=off"]);
+    assert!(
+        !store_fds.is_empty(),
+        "cached mode reads through the daemon"
+    );
+    assert!(
+        !threads.iter().any(|t| t.starts_with("sitefs-uring-")),
+        "uring=off still started io_uring queues: {threads:?}"
+    );
 }
 
 #[test]
