@@ -31,6 +31,7 @@ LOOPFS=${LOOPFS:-1}    # 0: work in the cache dir itself (df then sees other job
 README_UPDATE=${README_UPDATE:-1}
 
 resolve_python
+enable_uring
 fetch_wheels
 build_sitefs
 install_uv
@@ -108,7 +109,8 @@ phase_create() {
 pairs() {
     local i side
     for i in $(seq "$N"); do
-        for side in pip sitefs; do
+        # Alternate which side goes first, so neither always runs second.
+        for side in $( ((i % 2)) && echo pip sitefs || echo sitefs pip); do
             "$2" "$side"
             record "$1" "$side" "$TIME"
         done

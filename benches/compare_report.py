@@ -81,6 +81,15 @@ def stat(values, how):
     return statistics.median(values) if how == "median" else statistics.fmean(values)
 
 
+def paired(base, sitefs, b, s, how):
+    """The (baseline, sitefs) pair a ratio compares. Runs recorded in
+    alternating pairs (as many of each) compare pair by pair: the median
+    of their ratios, which the VM's drift between pairs cancels out of."""
+    if how != "median" or len(base) != len(sitefs) or len(base) < 2 or 0 in sitefs:
+        return b, s
+    return statistics.median(x / y for x, y in zip(base, sitefs)), 1.0
+
+
 def unit(value, kind):
     """(divisor, suffix) that suits value: every figure of a cell uses one."""
     if kind == "time":
@@ -137,7 +146,7 @@ def build(samples, meta):
                 cells += ["—", "", ""]
             else:
                 b = stat(samples[bkey], how)
-                r, words = ratio_words(b, s, kind)
+                r, words = ratio_words(*paired(samples[bkey], samples[key], b, s, how), kind)
                 cells += [blabel, figure(samples[bkey], how, kind), words]
                 bars.append((f"{label}\nvs {blabel}", r, words))
             lines.append("| " + " | ".join(cells) + " |")

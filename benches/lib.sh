@@ -41,6 +41,27 @@ median() {
         END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2];
               else printf "%.6f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
+# FUSE over io_uring is off by default; sitefs uses it when it is on
+# (it answers each request on the CPU that issued it). URING=0 leaves the
+# switch as it is.
+URING_PARAM=/sys/module/fuse/parameters/enable_uring
+enable_uring() {
+    if [ "${URING:-1}" = 1 ] && [ -w "$URING_PARAM" ]; then
+        echo Y >"$URING_PARAM"
+        log "FUSE over io_uring: on ($URING_PARAM)"
+    else
+        log "FUSE over io_uring: $(cat "$URING_PARAM" 2>/dev/null || echo "not in this kernel")"
+    fi
+}
+# paired_ratio "A1 A2 ..." "B1 B2 ...": median of Ai / Bi.
+paired_ratio() {
+    local -a a b
+    read -r -a a <<<"$1"
+    read -r -a b <<<"$2"
+    local i out=()
+    for i in "${!a[@]}"; do out+=("$(calc "${a[$i]} / ${b[$i]}" 6)"); done
+    calc "$(median "${out[@]}")" 2
+}
 minimum() { printf '%s\n' "$@" | sort -g | head -1; }
 maximum() { printf '%s\n' "$@" | sort -g | tail -1; }
 # spread V... -> "min–max" with the given scale factor and digits
@@ -283,6 +304,10 @@ mount_pids() {
         [[ "$c" == *sitefs*" $1 "* ]] && echo "${p#/proc/}"
     done
     return 0
+}
+# The transport a daemon serves its mount with.
+daemon_transport() {
+    if grep -qs '^sitefs-uring' /proc/"$1"/task/*/comm; then echo io_uring; else echo /dev/fuse; fi
 }
 proc_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 pss_kb() { awk '$1 == "Pss:" { print $2 }' "/proc/$1/smaps_rollup"; }

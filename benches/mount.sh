@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Mount benchmark: a venv whose site-packages is a sitefs mount of every
 # pinned wheel vs. a plain venv where pip installed the same wheels.
-# Per open mode (MODES, default "passthrough cached"):
+# Per mode (MODES, default "cached passthrough cached/dev": the open mode,
+# "/dev" for FUSE over /dev/fuse instead of io_uring):
 #   (a) import time of a big stack, warm and cold page cache
 #   (b) `pip list` time
 #   (c) open+read+close latency of small files
@@ -9,18 +10,22 @@
 #   (e) daemon RSS
 #   (f) isatty() latency (CPython's per-open ioctl), back to back and
 #       with busy gaps as between imports
-# Needs root (drop_caches, FUSE passthrough).
+# Needs root (drop_caches, FUSE passthrough, switching on FUSE over io_uring).
+# Every sample pairs a native and a sitefs run (their order alternating by
+# round); ratios are medians of the per-pair ratios, which this VM's drift
+# (the same run moves 10-20 % within minutes) cancels out of.
 # Usage: benches/mount.sh   (N=3 benches/mount.sh for a quicker run)
 # Writes benches/results/mount-<date>.md and prints it.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || die "run as root: cold-cache runs write /proc/sys/vm/drop_caches"
 [ -e /dev/fuse ] || die "/dev/fuse is missing"
-read -r -a MODES <<<"${MODES:-passthrough cached}"
+read -r -a MODES <<<"${MODES:-cached passthrough cached/dev}"
 PASSES=${PASSES:-5}   # timed passes over the file list per open+read run
 MOUNT_N=${MOUNT_N:-$((4 * N))}   # warm mount cycles: cheap, and single mounts on this VM scatter widely
 
 resolve_python
+enable_uring
 fetch_wheels
 build_sitefs
 
@@ -68,7 +73,11 @@ site_dir() { case $1 in native) echo "$NATIVE_SP" ;; sitefs) echo "$MNT" ;; esac
 side_import() { import_run "$(venv_python "$1")" "$W/mpl-$1"; }
 side_piplist() { piplist_run "$(site_dir "$1")" "$W/piplist-$1.out"; }
 
-do_mount() { "$SITEFS" mount -o "open=$1" "$W/env.toml" "$MNT"; }
+# mode "OPEN[/dev]" -> mount options
+mode_opts() { case $1 in */dev) echo "open=${1%/dev},uring=off" ;; *) echo "open=$1" ;; esac; }
+do_mount() { "$SITEFS" mount -o "$(mode_opts "$1")" "$W/env.toml" "$MNT"; }
+# Both sides, native first in odd rounds and sitefs first in even ones.
+sides() { if (($1 % 2)); then echo native sitefs; else echo sitefs native; fi; }
 do_umount() { "$SITEFS" umount "$MNT"; }
 
 # ---- measurements --------------------------------------------------------
@@ -84,6 +93,8 @@ bench_mode() {
     pid=$(daemon_pid "$MNT")
     [ -n "$pid" ] || die "no daemon found for $MNT"
     R[$mode.rss0]=$(proc_kb "$pid" VmRSS)
+    R[$mode.transport]=$(daemon_transport "$pid")
+    log "transport: ${R[$mode.transport]}"
     for side in native sitefs; do
         check_imports_from "$(venv_python "$side")" "$W/mpl-$side" "$(site_dir "$side")"
     done
@@ -91,7 +102,7 @@ bench_mode() {
     log "(a) import, warm page cache"
     for side in native sitefs; do side_import "$side"; done
     for i in $(seq "$N"); do
-        for side in native sitefs; do
+        for side in $(sides "$i"); do
             side_import "$side"
             sample "$mode.warm.$side" "$TIME"
             sample "$mode.warmin.$side" "$INPROC"
@@ -100,7 +111,7 @@ bench_mode() {
 
     log "(a) import, cold page cache (drop_caches before each run)"
     for i in $(seq "$N"); do
-        for side in native sitefs; do
+        for side in $(sides "$i"); do
             drop_caches
             side_import "$side"
             sample "$mode.cold.$side" "$TIME"
@@ -116,7 +127,7 @@ bench_mode() {
     log "(b) pip list"
     for side in native sitefs; do side_piplist "$side"; done
     for i in $(seq "$N"); do
-        for side in native sitefs; do
+        for side in $(sides "$i"); do
             side_piplist "$side"
             sample "$mode.piplist.$side" "$TIME"
         done
@@ -127,7 +138,7 @@ bench_mode() {
     [ -s "$W/files.rel" ] || make_file_list "$NATIVE_SP" "$MNT"
     log "(c) open+read+close x $NFILES files x $PASSES passes"
     for i in $(seq "$N"); do
-        for side in native sitefs; do
+        for side in $(sides "$i"); do
             openread_run "$W/files.$side" "$PASSES"
             sample "$mode.openread.$side" "$TIME"
         done
@@ -135,7 +146,7 @@ bench_mode() {
 
     log "(f) isatty() round trips"
     for i in $(seq "$N"); do
-        for side in native sitefs; do
+        for side in $(sides "$i"); do
             sample "$mode.tty.$side" "$("$ISATTY" "$(head -1 "$W/files.$side")" 2000 0)"
             sample "$mode.ttygap.$side" "$("$ISATTY" "$(head -1 "$W/files.$side")" 300 2000)"
         done
@@ -179,14 +190,15 @@ verdict() { # ok-expression
 declare -A SUMMARY
 report_mode() {
     local m=$1 key label scale digits unit target limit nat sit ratio ok
-    echo "## open=$m"
+    echo "## $m: \`-o $(mode_opts "$m")\`, transport ${R[$m.transport]}"
     echo
     echo "| metric | native venv | sitefs venv | sitefs / native | target | met |"
     echo "|---|---|---|---|---|---|"
     while IFS='|' read -r key label scale digits target limit; do
         nat=$(med "$m.$key.native")
         sit=$(med "$m.$key.sitefs")
-        ratio=$(calc "$sit / $nat" 2)
+        # shellcheck disable=SC2086
+        ratio=$(paired_ratio "${R[$m.$key.sitefs]}" "${R[$m.$key.native]}")
         ok=
         if [ -n "$limit" ]; then
             ok=$(verdict "$ratio <= $limit")
@@ -235,6 +247,9 @@ OUT=$RESULTS/mount-$DATE.md
     echo "- (a) \`V/bin/python imports.py\` (numpy, pandas, scipy.stats, django, sqlalchemy, matplotlib.pyplot [Agg], requests,"
     echo "  cryptography, pydantic, boto3, lxml.etree, PIL.Image, yaml, flask), a fresh process per run; warm: one untimed run"
     echo "  per side first; cold: \`sync; echo 3 > /proc/sys/vm/drop_caches\` before every run; native and sitefs runs alternate"
+    echo "- ratios: median over rounds of (sitefs run / native run of the same round), the order within a round alternating;"
+    echo "  medians and spreads (min–max) of each side are shown beside them"
+    echo "- transport: io_uring when the daemon runs its \`sitefs-uring-N\` queue threads (\`$URING_PARAM\` = $(cat "$URING_PARAM" 2>/dev/null || echo missing)), else /dev/fuse"
     echo "- (b) both sides use the base interpreter's pip: \`$PY -m pip list --path SITE\` (the sitefs venv has no pip)"
     echo "- (c) C loop over the same $NFILES small (≤ 4 KiB) .py files on each side, one warm pass then $PASSES timed passes"
     echo "- (d) $MOUNT_N warm mount/umount cycles, then $N after drop_caches; (e) /proc/PID/status of the daemon (found by the mountpoint in its cmdline)"
@@ -244,7 +259,7 @@ OUT=$RESULTS/mount-$DATE.md
     for mode in "${MODES[@]}"; do report_mode "$mode"; done
     echo "## Targets"
     echo
-    printf '| target |'; for mode in "${MODES[@]}"; do printf ' open=%s |' "$mode"; done; echo
+    printf '| target |'; for mode in "${MODES[@]}"; do printf ' %s (%s) |' "$mode" "${R[$mode.transport]}"; done; echo
     printf '|---|'; for mode in "${MODES[@]}"; do printf -- '---|'; done; echo
     for t in "warm|warm import ≤ 1.05x native" "cold|cold import ≤ 1.3x native" "mount|mount < 20 ms" "rss|daemon RSS < 32 MiB"; do
         printf '| %s |' "${t#*|}"
