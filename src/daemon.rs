@@ -491,13 +491,6 @@ fn serve(p: Prepared, opts: &MountOpts, status: Option<Status>) -> Result<(), Mo
         Ok(s) => s,
         Err(e) => return Err(fail(status, mount_error(&p.mountpoint, &e))),
     };
-    match_readahead(&p.mountpoint, store.root());
-    if let Some(starter) = uring {
-        if let Err(e) = starter.start(fs, session.as_fd()) {
-            let e = MountError::Sys(format!("starting FUSE over io_uring: {e}"));
-            return Err(fail(status, e));
-        }
-    }
     if status.is_some() {
         // Leave the caller's session only now that the mount exists: autofs
         // serves lookups of a mountpoint it is mounting only to automount's
@@ -515,6 +508,15 @@ fn serve(p: Prepared, opts: &MountOpts, status: Option<Status>) -> Result<(), Mo
         Err(e) => return Err(fail(status, MountError::Sys(e.to_string()))),
     };
     drop(p.guard);
+    // After the watchdog's fork, which must see one thread. Until every
+    // queue is registered the kernel holds this mount's requests.
+    if let Some(starter) = uring {
+        if let Err(e) = starter.start(fs, session.as_fd()) {
+            let e = MountError::Sys(format!("starting FUSE over io_uring: {e}"));
+            return Err(fail(status, e));
+        }
+    }
+    match_readahead(&p.mountpoint, store.root());
     let notifier = session.notifier();
     if let Err(e) = watch_manifest(&p.manifest, state, notifier, root.clone()) {
         log::warn!(
