@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
 use fuser::{Config, MountOption, Session, SessionACL};
-use log::{debug, error, info};
+use log::{error, info};
 
 use crate::fs::{FuseAdapter, OpenMode, SiteFs, ViewState};
 use crate::lock::UseGuard;
@@ -515,7 +515,6 @@ fn serve(p: Prepared, opts: &MountOpts, status: Option<Status>) -> Result<(), Mo
             return Err(fail(status, e));
         }
     }
-    set_readahead(&p.mountpoint);
     let notifier = session.notifier();
     if let Err(e) = watch_manifest(&p.manifest, state, notifier, root.clone()) {
         log::warn!(
@@ -532,27 +531,6 @@ fn serve(p: Prepared, opts: &MountOpts, status: Option<Status>) -> Result<(), Mo
     root.lock().unwrap_or_else(|e| e.into_inner()).remove();
     drop(watchdog);
     result
-}
-
-/// Read ahead 1 MiB on the mount, one READ request's worth
-/// ([`crate::fs::MAX_IO`]). The kernel gives a FUSE mount 128 KiB, so a
-/// cold import fetched large extension modules in 128 KiB round trips;
-/// measured here, 1 MiB beat both that and the store disk's 8 MiB (cold
-/// import 1.25x vs 1.29x native), and 8 MiB also pulled 40 % more of
-/// numpy into each mount's page cache. Needs root (the sysfs file is
-/// root's); otherwise the default stays.
-fn set_readahead(mountpoint: &Path) {
-    // From mountinfo, not stat(mountpoint): no request may reach the
-    // mount before its transport serves it.
-    let Some(dev) = mount_device(mountpoint) else {
-        return;
-    };
-    let file = format!("/sys/class/bdi/{dev}/read_ahead_kb");
-    let kb = crate::fs::MAX_IO / 1024;
-    match std::fs::write(&file, kb.to_string()) {
-        Ok(()) => debug!("read-ahead of {} set to {kb} KiB", mountpoint.display()),
-        Err(e) => debug!("keeping the default read-ahead ({file}: {e})"),
-    }
 }
 
 /// Tell systemd the mount is live when run as a `Type=notify` service
