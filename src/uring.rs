@@ -179,9 +179,9 @@ impl Starter {
     /// After INIT: if the kernel granted io_uring, start one thread per
     /// CPU serving that CPU's queue. Until every queue has registered, the
     /// kernel holds all requests, so a failure here must fail the mount.
-    pub fn start(self, fs: Arc<SiteFs>, device: BorrowedFd) -> io::Result<bool> {
+    pub fn start(self, fs: Arc<SiteFs>, device: BorrowedFd) -> io::Result<()> {
         if self.granted.get() != Some(&true) {
-            return Ok(false);
+            return Ok(());
         }
         let device = Arc::new(device.try_clone_to_owned()?);
         let queues = cpu_count("possible")?;
@@ -223,7 +223,7 @@ impl Starter {
                     }
                 })?;
         }
-        Ok(true)
+        Ok(())
     }
 }
 
