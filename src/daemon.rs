@@ -861,12 +861,15 @@ mod tests {
     #[test]
     fn parses_mount_options() {
         let o = MountOpts::parse(
-            "ro,nosuid,nodev,allow_other,nofail,open=cached,threads=2,x-systemd.automount",
+            "ro,nosuid,nodev,allow_other,nofail,open=cached,uring=off,threads=2,x-systemd.automount",
         )
         .unwrap();
         assert_eq!(o.acl, SessionACL::All);
         assert_eq!(o.open, OpenMode::Cached);
+        assert_eq!(o.uring, UringMode::Off);
         assert_eq!(o.threads, 2);
+        assert_eq!(MountOpts::default().uring, UringMode::Auto);
+        assert!(MountOpts::parse("uring=maybe").is_err());
         assert_eq!(MountOpts::parse("").unwrap(), MountOpts::default());
         let e = MountOpts::parse("ro,bogus").unwrap_err().to_string();
         assert!(e.contains("unknown mount option \"bogus\""), "{e}");

@@ -23,6 +23,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
@@ -229,17 +230,24 @@ impl Starter {
 
 /// Why io_uring cannot serve this mount, if it cannot.
 fn availability() -> Result<(), String> {
-    let param = std::fs::read_to_string(ENABLE_PARAM)
-        .map_err(|_| format!("this kernel has no FUSE over io_uring ({ENABLE_PARAM})"))?;
-    if param.trim() != "Y" {
-        return Err(format!(
-            "FUSE over io_uring is switched off: as root, `echo Y > {ENABLE_PARAM}`"
-        ));
-    }
+    switched_on(Path::new(ENABLE_PARAM))?;
     IoUring::<squeue::Entry128, cqueue::Entry>::builder()
         .build(2)
         .map(drop)
         .map_err(|e| format!("io_uring is not available to this process: {e}"))
+}
+
+/// Whether the kernel switch `param` is on, or what to do about it.
+fn switched_on(param: &Path) -> Result<(), String> {
+    let shown = param.display();
+    let value = std::fs::read_to_string(param)
+        .map_err(|_| format!("this kernel has no FUSE over io_uring ({shown})"))?;
+    if value.trim() != "Y" {
+        return Err(format!(
+            "FUSE over io_uring is switched off: as root, `echo Y > {shown}`"
+        ));
+    }
+    Ok(())
 }
 
 /// A passthrough backing file registered with the kernel; unregistered
@@ -703,6 +711,30 @@ mod tests {
         assert_eq!(b[27..32], [0; 5], "padding is zeroed");
         assert_eq!(put_dirent(&mut b[..31], false, 3, "abc", &a), None);
         assert_eq!(put_dirent(&mut [0u8; 256], true, 3, "abc", &a), Some(160));
+    }
+
+    #[test]
+    fn an_off_or_missing_switch_says_how_to_turn_it_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let param = dir.path().join("enable_uring");
+        let e = switched_on(&param).unwrap_err();
+        assert!(e.contains("this kernel has no FUSE over io_uring"), "{e}");
+        std::fs::write(&param, "N\n").unwrap();
+        let e = switched_on(&param).unwrap_err();
+        assert!(
+            e.contains(&format!("`echo Y > {}`", param.display())),
+            "{e}"
+        );
+        std::fs::write(&param, "Y\n").unwrap();
+        assert_eq!(switched_on(&param), Ok(()));
+    }
+
+    #[test]
+    fn parses_uring_modes() {
+        assert_eq!("auto".parse(), Ok(UringMode::Auto));
+        assert_eq!("on".parse(), Ok(UringMode::On));
+        assert_eq!("off".parse(), Ok(UringMode::Off));
+        assert!("maybe".parse::<UringMode>().is_err());
     }
 
     #[test]
