@@ -109,8 +109,7 @@ phase_create() {
 pairs() {
     local i side
     for i in $(seq "$N"); do
-        # Alternate which side goes first, so neither always runs second.
-        for side in $( ((i % 2)) && echo pip sitefs || echo sitefs pip); do
+        for side in $(round_order "$i" pip sitefs); do
             "$2" "$side"
             record "$1" "$side" "$TIME"
         done

@@ -53,6 +53,9 @@ enable_uring() {
         log "FUSE over io_uring: $(cat "$URING_PARAM" 2>/dev/null || echo "not in this kernel")"
     fi
 }
+# round_order I A B: "A B" in odd rounds, "B A" in even ones, so that
+# neither side of a paired measurement always runs second.
+round_order() { if (($1 % 2)); then echo "$2 $3"; else echo "$3 $2"; fi; }
 # paired_ratio "A1 A2 ..." "B1 B2 ...": median of Ai / Bi.
 paired_ratio() {
     local -a a b

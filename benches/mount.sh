@@ -76,8 +76,6 @@ side_piplist() { piplist_run "$(site_dir "$1")" "$W/piplist-$1.out"; }
 # mode "OPEN[/dev]" -> mount options
 mode_opts() { case $1 in */dev) echo "open=${1%/dev},uring=off" ;; *) echo "open=$1" ;; esac; }
 do_mount() { "$SITEFS" mount -o "$(mode_opts "$1")" "$W/env.toml" "$MNT"; }
-# Both sides, native first in odd rounds and sitefs first in even ones.
-sides() { if (($1 % 2)); then echo native sitefs; else echo sitefs native; fi; }
 do_umount() { "$SITEFS" umount "$MNT"; }
 
 # ---- measurements --------------------------------------------------------
@@ -102,7 +100,7 @@ bench_mode() {
     log "(a) import, warm page cache"
     for side in native sitefs; do side_import "$side"; done
     for i in $(seq "$N"); do
-        for side in $(sides "$i"); do
+        for side in $(round_order "$i" native sitefs); do
             side_import "$side"
             sample "$mode.warm.$side" "$TIME"
             sample "$mode.warmin.$side" "$INPROC"
@@ -111,7 +109,7 @@ bench_mode() {
 
     log "(a) import, cold page cache (drop_caches before each run)"
     for i in $(seq "$N"); do
-        for side in $(sides "$i"); do
+        for side in $(round_order "$i" native sitefs); do
             drop_caches
             side_import "$side"
             sample "$mode.cold.$side" "$TIME"
@@ -127,7 +125,7 @@ bench_mode() {
     log "(b) pip list"
     for side in native sitefs; do side_piplist "$side"; done
     for i in $(seq "$N"); do
-        for side in $(sides "$i"); do
+        for side in $(round_order "$i" native sitefs); do
             side_piplist "$side"
             sample "$mode.piplist.$side" "$TIME"
         done
@@ -138,7 +136,7 @@ bench_mode() {
     [ -s "$W/files.rel" ] || make_file_list "$NATIVE_SP" "$MNT"
     log "(c) open+read+close x $NFILES files x $PASSES passes"
     for i in $(seq "$N"); do
-        for side in $(sides "$i"); do
+        for side in $(round_order "$i" native sitefs); do
             openread_run "$W/files.$side" "$PASSES"
             sample "$mode.openread.$side" "$TIME"
         done
@@ -146,7 +144,7 @@ bench_mode() {
 
     log "(f) isatty() round trips"
     for i in $(seq "$N"); do
-        for side in $(sides "$i"); do
+        for side in $(round_order "$i" native sitefs); do
             sample "$mode.tty.$side" "$("$ISATTY" "$(head -1 "$W/files.$side")" 2000 0)"
             sample "$mode.ttygap.$side" "$("$ISATTY" "$(head -1 "$W/files.$side")" 300 2000)"
         done
