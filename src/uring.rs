@@ -123,10 +123,7 @@ struct Header {
 
 /// Set up before the mount: knows io_uring works in this process, learns
 /// at INIT whether the kernel agreed, and then starts the queue threads.
-pub struct Starter {
-    mode: UringMode,
-    granted: Arc<OnceLock<bool>>,
-}
+pub struct Starter(Offer);
 
 /// What INIT needs: whether to ask for io_uring, and where to put the
 /// kernel's answer.
@@ -158,10 +155,10 @@ impl Starter {
             return Ok(None);
         }
         match availability() {
-            Ok(()) => Ok(Some(Starter {
+            Ok(()) => Ok(Some(Starter(Offer {
                 mode,
                 granted: Arc::new(OnceLock::new()),
-            })),
+            }))),
             Err(why) if mode == UringMode::On => Err(format!("uring=on: {why}")),
             Err(why) => {
                 debug!("serving over /dev/fuse: {why}");
@@ -171,17 +168,14 @@ impl Starter {
     }
 
     pub fn offer(&self) -> Offer {
-        Offer {
-            mode: self.mode,
-            granted: self.granted.clone(),
-        }
+        self.0.clone()
     }
 
     /// After INIT: if the kernel granted io_uring, start one thread per
     /// CPU serving that CPU's queue. Until every queue has registered, the
     /// kernel holds all requests, so a failure here must fail the mount.
     pub fn start(self, fs: Arc<SiteFs>, device: BorrowedFd) -> io::Result<()> {
-        if self.granted.get() != Some(&true) {
+        if self.0.granted.get() != Some(&true) {
             return Ok(());
         }
         let device = Arc::new(device.try_clone_to_owned()?);
