@@ -27,8 +27,9 @@ from base64 import urlsafe_b64encode
 # by `expected_reason`; keep this list and that function in step.
 EXPECTED = {
     "manifest": "sitefs.toml is the sitefs manifest; a pip venv has none",
-    "pyc": "pyc bytes: pip writes timestamp pycs at install, sitefs serves "
-    "unchecked-hash pycs compiled once in the store (names and modes must match)",
+    "pyc": "pycs: pip writes timestamp pycs at install; sitefs's are symlinks "
+    "to the unchecked-hash pycs compiled once in the store (-o pyc=link). "
+    "Names must match, and each link must resolve to a pyc of the same interpreter",
     "installer": "INSTALLER names the installer: pip / sitefs",
     "script-pyc": "pip byte-compiles every .py it installs, also .data/scripts "
     "files in bin/ (bin/__pycache__/X.cpython-3Y.pyc, listed in RECORD); "
@@ -52,14 +53,25 @@ def expected_reason(rel, pip, ours):
         return "script-pyc"
     if pip is None or ours is None:
         return None
-    if pip[0] != "file" or ours[0] != "file" or pip[1] != ours[1]:
-        return None
     parts = rel.split("/")
     if len(parts) > 1 and parts[-2] == "__pycache__" and rel.endswith(".pyc"):
-        return "pyc"
+        if pip[0] == "file" and ours[0] == "link" and linked_magic(ours[2]) == pip[3][:4]:
+            return "pyc"
+        return None
+    if pip[0] != "file" or ours[0] != "file" or pip[1] != ours[1]:
+        return None
     if rel.endswith(".dist-info/INSTALLER"):
         return "installer"
     return None
+
+
+def linked_magic(target):
+    """The first 4 bytes (the interpreter's magic) of a pyc link's target."""
+    try:
+        with open(target, "rb") as f:
+            return f.read(4)
+    except OSError:
+        return None
 
 
 def record_hash(data):

@@ -19,7 +19,7 @@ use std::time::UNIX_EPOCH;
 use fuser::{Config, MountOption, Session, SessionACL};
 use log::{error, info};
 
-use crate::fs::{FuseAdapter, OpenMode, SiteFs, ViewState};
+use crate::fs::{FuseAdapter, OpenMode, PycMode, SiteFs, ViewState};
 use crate::lock::UseGuard;
 use crate::manifest::{build_view, Manifest, ManifestError};
 use crate::roots::MountRoot;
@@ -46,7 +46,7 @@ pub enum MountError {
         "{0} is busy: a process still uses it (see `fuser -vm {0}`); close it or use `umount -l`"
     )]
     Busy(String),
-    #[error("unknown mount option {0:?} (known: allow_other, allow_root, open=auto|passthrough|cached, uring=auto|on|off, threads=N, and the generic ro, nosuid, nodev, noatime, defaults, nofail, ...)")]
+    #[error("unknown mount option {0:?} (known: allow_other, allow_root, open=auto|passthrough|cached, uring=auto|on|off, pyc=link|file, threads=N, and the generic ro, nosuid, nodev, noatime, defaults, nofail, ...)")]
     UnknownOption(String),
     #[error("mount option {0:?} is not supported: {1}")]
     BadOption(String, &'static str),
@@ -70,6 +70,7 @@ pub struct MountOpts {
     pub acl: SessionACL,
     pub open: OpenMode,
     pub uring: UringMode,
+    pub pycs: PycMode,
     pub threads: usize,
     pub fsname: Option<String>,
 }
@@ -80,6 +81,7 @@ impl Default for MountOpts {
             acl: SessionACL::Owner,
             open: OpenMode::Cached,
             uring: UringMode::Auto,
+            pycs: PycMode::Link,
             threads: 4,
             fsname: None,
         }
@@ -111,6 +113,15 @@ const IGNORED: [&str; 20] = [
     "auto_unmount",
 ];
 
+/// The value of `opt`, one of the option's `words`.
+fn word<T: Copy>(opt: &str, value: &str, words: &[(&str, T)]) -> Result<T, MountError> {
+    words
+        .iter()
+        .find(|(w, _)| *w == value)
+        .map(|&(_, t)| t)
+        .ok_or_else(|| MountError::UnknownOption(opt.into()))
+}
+
 impl MountOpts {
     /// Parse comma-separated options (several `-o` may be joined by `,`).
     pub fn parse(list: &str) -> Result<Self, MountError> {
@@ -122,16 +133,9 @@ impl MountOpts {
             match (key, value) {
                 ("allow_other", None) => o.acl = SessionACL::All,
                 ("allow_root", None) => o.acl = SessionACL::RootAndOwner,
-                ("open", Some(v)) => {
-                    o.open = v
-                        .parse()
-                        .map_err(|_| MountError::UnknownOption(opt.into()))?
-                }
-                ("uring", Some(v)) => {
-                    o.uring = v
-                        .parse()
-                        .map_err(|_| MountError::UnknownOption(opt.into()))?
-                }
+                ("open", Some(v)) => o.open = word(opt, v, OpenMode::WORDS)?,
+                ("uring", Some(v)) => o.uring = word(opt, v, UringMode::WORDS)?,
+                ("pyc", Some(v)) => o.pycs = word(opt, v, PycMode::WORDS)?,
                 ("threads", Some(v)) => {
                     o.threads =
                         v.parse()
@@ -479,7 +483,7 @@ fn serve(p: Prepared, opts: &MountOpts, status: Option<Status>) -> Result<(), Mo
         .unwrap_or_else(|| p.manifest.display().to_string());
     let state = ViewState::new(p.view);
     let store = p.store.clone();
-    let fs = Arc::new(SiteFs::new(state.clone(), p.store, opts.open));
+    let fs = Arc::new(SiteFs::new(state.clone(), p.store, opts.open, opts.pycs));
     let uring = match Starter::prepare(opts.uring) {
         Ok(u) => u,
         Err(e) => return Err(fail(status, MountError::Sys(e))),
@@ -861,12 +865,16 @@ mod tests {
     #[test]
     fn parses_mount_options() {
         let o = MountOpts::parse(
-            "ro,nosuid,nodev,allow_other,nofail,open=cached,uring=off,threads=2,x-systemd.automount",
+            "ro,nosuid,nodev,allow_other,nofail,open=passthrough,uring=off,pyc=file,threads=2,x-systemd.automount",
         )
         .unwrap();
         assert_eq!(o.acl, SessionACL::All);
-        assert_eq!(o.open, OpenMode::Cached);
+        assert_eq!(o.open, OpenMode::Passthrough);
         assert_eq!(o.uring, UringMode::Off);
+        assert_eq!(o.pycs, PycMode::File);
+        assert_eq!(MountOpts::parse("uring=yes").unwrap().uring, UringMode::On);
+        assert_eq!(MountOpts::default().pycs, PycMode::Link);
+        assert!(MountOpts::parse("pyc=copy").is_err());
         assert_eq!(o.threads, 2);
         assert_eq!(MountOpts::default().uring, UringMode::Auto);
         assert!(MountOpts::parse("uring=maybe").is_err());

@@ -12,11 +12,14 @@
 //! - cached ("no-open"): `open` answers ENOSYS once, after which the kernel
 //!   stops sending opens and serves reads from its page cache, asking the
 //!   daemon only on a miss.
+//!
+//! And two ways to present the pycs in `__pycache__` (see [`PycMode`]):
+//! as symlinks to the store's pycs (the default), or as regular files.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,16 +53,36 @@ pub enum OpenMode {
     Cached,
 }
 
-impl std::str::FromStr for OpenMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(OpenMode::Auto),
-            "passthrough" => Ok(OpenMode::Passthrough),
-            "cached" => Ok(OpenMode::Cached),
-            _ => Err(format!("open={s}: expected auto, passthrough or cached")),
-        }
-    }
+impl OpenMode {
+    /// Its `-o open=` words.
+    pub const WORDS: &'static [(&'static str, OpenMode)] = &[
+        ("auto", OpenMode::Auto),
+        ("passthrough", OpenMode::Passthrough),
+        ("cached", OpenMode::Cached),
+    ];
+}
+
+/// How `__pycache__` entries appear (`-o pyc=...`).
+///
+/// CPython before 3.14 asks `isatty()` of every file it opens, so each
+/// imported module costs one ioctl, and on a FUSE file every ioctl is a
+/// round trip to this daemon (the kernel cannot answer it alone). The
+/// pyc is the only file a warm import opens, so serving it as a symlink
+/// into the store makes the open, the ioctl and the read local
+/// filesystem operations, and shares one page cache among all mounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PycMode {
+    /// Symlinks to the store's pycs; every process using the mount must
+    /// see the store at the same path (else Python compiles in memory).
+    Link,
+    /// Regular files served through the mount, like every other file.
+    File,
+}
+
+impl PycMode {
+    /// Its `-o pyc=` words.
+    pub const WORDS: &'static [(&'static str, PycMode)] =
+        &[("link", PycMode::Link), ("file", PycMode::File)];
 }
 
 /// The view being served, swappable for live reloads. Views replaced by
@@ -120,6 +143,7 @@ pub struct SiteFs {
     state: Arc<ViewState>,
     store: Store,
     requested: OpenMode,
+    pycs: PycMode,
     passthrough: AtomicBool,
     /// The kernel opens directories without asking us (FUSE_NO_OPENDIR_SUPPORT).
     no_opendir: AtomicBool,
@@ -179,13 +203,14 @@ pub(crate) enum Opened<Id> {
 }
 
 impl SiteFs {
-    pub fn new(state: Arc<ViewState>, store: Store, mode: OpenMode) -> Self {
+    pub fn new(state: Arc<ViewState>, store: Store, mode: OpenMode, pycs: PycMode) -> Self {
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         SiteFs {
             state,
             store,
             requested: mode,
+            pycs,
             passthrough: AtomicBool::new(false),
             no_opendir: AtomicBool::new(false),
             uid,
@@ -201,8 +226,17 @@ impl SiteFs {
         self.passthrough.load(Ordering::Relaxed)
     }
 
-    fn attr(&self, ino: Ino, node: &Node) -> FileAttr {
-        let size = node.size();
+    fn attr(&self, view: &View, ino: Ino, node: &Node) -> FileAttr {
+        let link = self.link_target(view, node);
+        let size = match &link {
+            Some(target) => target.as_os_str().len() as u64,
+            None => node.size(),
+        };
+        let (kind, perm) = match &link {
+            Some(_) => (FileType::Symlink, 0o777),
+            None if node.is_dir() => (FileType::Directory, node.perm()),
+            None => (FileType::RegularFile, node.perm()),
+        };
         FileAttr {
             ino: INodeNo(ino),
             size,
@@ -211,18 +245,28 @@ impl SiteFs {
             mtime: node.mtime,
             ctime: node.mtime,
             crtime: node.mtime,
-            kind: if node.is_dir() {
-                FileType::Directory
-            } else {
-                FileType::RegularFile
-            },
-            perm: node.perm(),
+            kind,
+            perm,
             nlink: if node.is_dir() { 2 } else { 1 },
             uid: self.uid,
             gid: self.gid,
             rdev: 0,
             flags: 0,
             blksize: 4096,
+        }
+    }
+
+    /// The store file a node links to: its pyc, under [`PycMode::Link`].
+    fn link_target(&self, view: &View, node: &Node) -> Option<PathBuf> {
+        match (&node.kind, self.pycs) {
+            (
+                Kind::File {
+                    source: Source::Pyc(d),
+                    ..
+                },
+                PycMode::Link,
+            ) => Some(self.store.pyc_path(&view.cache_tag, d)),
+            _ => None,
         }
     }
 
@@ -235,10 +279,10 @@ impl SiteFs {
             .ok()
             .and_then(|n| view.lookup(parent, n));
         match found.and_then(|ino| view.get(ino).map(|n| (ino, n))) {
-            Some((ino, node)) => Ok(self.attr(ino, node)),
+            Some((ino, node)) => Ok(self.attr(&view, ino, node)),
             None => view
                 .get(ROOT)
-                .map(|root| self.attr(0, root))
+                .map(|root| self.attr(&view, 0, root))
                 .ok_or(Errno::ENOENT),
         }
     }
@@ -247,7 +291,16 @@ impl SiteFs {
     pub(crate) fn getattr_of(&self, ino: Ino) -> Result<FileAttr, Errno> {
         let view = self.state.holding(ino).ok_or(Errno::ENOENT)?;
         let node = view.get(ino).ok_or(Errno::ENOENT)?;
-        Ok(self.attr(ino, node))
+        Ok(self.attr(&view, ino, node))
+    }
+
+    /// READLINK: where a symlink points (EINVAL for anything else, as
+    /// readlink(2) says).
+    pub(crate) fn readlink_of(&self, ino: Ino) -> Result<Vec<u8>, Errno> {
+        let view = self.state.holding(ino).ok_or(Errno::ENOENT)?;
+        let node = view.get(ino).ok_or(Errno::ENOENT)?;
+        let target = self.link_target(&view, node).ok_or(Errno::EINVAL)?;
+        Ok(target.into_os_string().into_vec())
     }
 
     /// OPEN. `register` hands the kernel a store file for passthrough
@@ -347,7 +400,7 @@ impl SiteFs {
     ) -> Result<(), Errno> {
         let view = self.state.current();
         for (i, (child, name, node)) in dir_entries(&view, ino)?.enumerate().skip(offset as usize) {
-            if add(i as u64 + 1, name, &self.attr(child, node)) {
+            if add(i as u64 + 1, name, &self.attr(&view, child, node)) {
                 break;
             }
         }
@@ -488,6 +541,13 @@ impl Filesystem for FuseAdapter {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.fs.getattr_of(ino.0) {
             Ok(attr) => reply.attr(&TTL, &attr),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.fs.readlink_of(ino.0) {
+            Ok(target) => reply.data(&target),
             Err(e) => reply.error(e),
         }
     }

@@ -38,7 +38,7 @@ use std::process::{Command, Output};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Why {
     Manifest,
-    PycBytes,
+    PycLink,
     Installer,
     ScriptPyc,
 }
@@ -50,9 +50,11 @@ const EXPECTED: [(Why, &str); 4] = [
         "sitefs.toml is the env's manifest; a pip venv has none",
     ),
     (
-        Why::PycBytes,
-        "pyc bytes: pip writes timestamp pycs at install, sitefs serves unchecked-hash \
-         pycs compiled once in the store (pyc names and modes must match)",
+        Why::PycLink,
+        "pycs: pip writes timestamp pycs at install; sitefs's are symlinks to the \
+         unchecked-hash pycs compiled once in the store (-o pyc=link, so that importing \
+         a module asks the mount nothing). Names must match, and each link must \
+         resolve to a pyc of the same interpreter",
     ),
     (
         Why::Installer,
@@ -93,8 +95,7 @@ impl Seen {
 /// relative to the venv.
 fn is_outside_pyc(rel: &str) -> bool {
     let site = format!("lib/python{}/site-packages/", py_xy());
-    !rel.starts_with(&site)
-        && (rel.ends_with("/__pycache__") || rel.contains("/__pycache__/") && rel.ends_with(".pyc"))
+    !rel.starts_with(&site) && (rel.ends_with("/__pycache__") || is_pyc(rel))
 }
 
 /// The same, as RECORD, `pip show -f` and importlib.metadata spell it
@@ -260,6 +261,15 @@ fn normalized_record(bytes: &[u8], site: &Path) -> Vec<u8> {
 fn expected_tree_difference(rel: &str, pip: Option<&Item>, ours: Option<&Item>) -> Option<Why> {
     match (pip, ours) {
         (None, Some(_)) if rel == "sitefs.toml" => Some(Why::Manifest),
+        (Some(Item::File { bytes: pip, .. }), Some(Item::Link(target))) if is_pyc(rel) => {
+            let linked = fs::read(target).unwrap_or_else(|e| panic!("{rel} -> {target}: {e}"));
+            assert_eq!(
+                linked.get(..4),
+                pip.get(..4),
+                "{rel}: magic of the linked pyc"
+            );
+            Some(Why::PycLink)
+        }
         (Some(_), None) if is_outside_pyc(rel) => Some(Why::ScriptPyc),
         (
             Some(Item::File {
@@ -271,9 +281,7 @@ fn expected_tree_difference(rel: &str, pip: Option<&Item>, ours: Option<&Item>) 
                 bytes: ours,
             }),
         ) if a == b => {
-            if rel.contains("/__pycache__/") && rel.ends_with(".pyc") {
-                Some(Why::PycBytes)
-            } else if rel.ends_with(".dist-info/INSTALLER") {
+            if rel.ends_with(".dist-info/INSTALLER") {
                 assert_eq!(
                     (&pip[..], &ours[..]),
                     (&b"pip\n"[..], &b"sitefs\n"[..]),
@@ -286,6 +294,10 @@ fn expected_tree_difference(rel: &str, pip: Option<&Item>, ours: Option<&Item>) 
         }
         _ => None,
     }
+}
+
+fn is_pyc(rel: &str) -> bool {
+    rel.contains("/__pycache__/") && rel.ends_with(".pyc")
 }
 
 /// Every difference between the two trees that is not by design.

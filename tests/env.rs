@@ -201,9 +201,9 @@ fn verify_record(sp: &Path, dist_info: &str) -> Vec<RecordRow> {
 /// its own path replaced by `@VENV@` everywhere, the manifest dropped,
 /// and, for the differences that are by design:
 ///
-/// - pyc *bytes* are not compared (names are): pip writes timestamp pycs
-///   at install, sitefs serves unchecked-hash pycs compiled once in the
-///   store;
+/// - pycs are compared by name and magic number only: pip writes
+///   timestamp pycs at install, sitefs links to unchecked-hash pycs
+///   compiled once in the store (`-o pyc=link`);
 /// - `INSTALLER` must say `pip` for pip and `sitefs` for sitefs;
 /// - `RECORD`: each row is first checked against the file really at that
 ///   path in its own venv (so hashes of files that embed the venv path,
@@ -220,11 +220,23 @@ fn normalized_venv(venv: &Path, installer: &str) -> BTreeMap<String, Item> {
         if k == "sitefs.toml" {
             continue;
         }
+        if k.ends_with(".pyc") && k.contains("/__pycache__/") {
+            // A file (pip) or a link to the store's pyc (sitefs): only
+            // which interpreter it is for, as read through the path.
+            let bytes = fs::read(venv.join(&k)).unwrap_or_else(|e| panic!("{k}: {e}"));
+            let magic = format!("(pyc, magic {:02x?})", &bytes[..4]);
+            out.insert(
+                k,
+                Item::File {
+                    mode: 0,
+                    bytes: magic.into_bytes(),
+                },
+            );
+            continue;
+        }
         let item = match item {
             Item::File { mode, bytes } => {
-                let bytes = if k.ends_with(".pyc") && k.contains("/__pycache__/") {
-                    b"(pyc)".to_vec()
-                } else if k.ends_with(".dist-info/INSTALLER") {
+                let bytes = if k.ends_with(".dist-info/INSTALLER") {
                     assert_eq!(
                         String::from_utf8_lossy(&bytes),
                         format!("{installer}\n"),
@@ -546,9 +558,9 @@ fn normalized_skeleton(venv: &Path) -> BTreeMap<String, Item> {
 /// wheels (sfpkg, sfext, sfother and pip itself, all requested).
 ///
 /// Differences that are by design, and therefore normalized (see
-/// [`normalized_venv`]): each venv's own path inside files; pyc bytes
-/// (timestamp pycs from pip, unchecked-hash pycs from sitefs; the pyc
-/// *names* must match); `INSTALLER` (`pip` / `sitefs`) and so its RECORD
+/// [`normalized_venv`]): each venv's own path inside files; pycs
+/// (timestamp pycs from pip, links to unchecked-hash pycs in the store
+/// from sitefs; the pyc *names* and interpreters must match); `INSTALLER` (`pip` / `sitefs`) and so its RECORD
 /// row; RECORD line ends (CRLF from pip's csv writer, LF from sitefs);
 /// RECORD hashes of files that embed the venv path (each is checked
 /// against its own file instead); `sitefs.toml`. Everything else must be
@@ -838,7 +850,7 @@ fn record_lists_the_real_scripts_pip_uninstall_fails_and_env_repair_restores() {
     let mut have: BTreeSet<String> = snapshot(&sp)
         .into_iter()
         .filter(|(k, i)| {
-            matches!(i, Item::File { .. })
+            !matches!(i, Item::Dir { .. })
                 && (k.starts_with("sfpkg/") || k.starts_with("sfpkg-1.0.dist-info/"))
         })
         .map(|(k, _)| k)

@@ -532,25 +532,83 @@ print("mapped_x", any(" r-xp " in l and "sfext" in l for l in maps), sep="\t")
     );
 }
 
+/// By default (`pyc=link`) each pyc is a symlink to the store's pyc, so
+/// that an import opens a store file and asks the mount nothing.
 #[test]
-fn served_pycs_are_used_and_never_rewritten() {
-    let (_env, mount) = mounted_pkg_env(&[]);
-    let mnt = mount.path();
-    let tag = cache_tag();
-    let m = mnt.display();
-    let init_pyc = format!("{m}/sfpkg/__pycache__/__init__.{tag}.pyc");
-    let core_pyc = format!("{m}/sfpkg/__pycache__/core.{tag}.pyc");
-    for pyc in [&init_pyc, &core_pyc] {
-        let md = fs::metadata(pyc).unwrap_or_else(|e| panic!("{pyc}: {e}"));
-        assert!(md.is_file());
-        assert_eq!(md.mode() & 0o7777, 0o644, "{pyc} mode");
+fn pycs_link_into_the_store_and_are_used() {
+    let (env, mount) = mounted_pkg_env(&[]);
+    let bytecode = env.store.path.join("bytecode").join(cache_tag());
+    for pyc in served_pycs(&mount) {
+        let md = fs::symlink_metadata(&pyc).unwrap_or_else(|e| panic!("{pyc}: {e}"));
+        assert!(md.file_type().is_symlink(), "{pyc} is not a symlink");
+        let target = fs::read_link(&pyc).unwrap();
+        assert!(
+            target.starts_with(&bytecode),
+            "{pyc} -> {}",
+            target.display()
+        );
         assert_eq!(
-            fs::read(pyc).unwrap().len() as u64,
             md.len(),
-            "{pyc}: served size differs from stat size"
+            target.as_os_str().len() as u64,
+            "{pyc}: link size"
+        );
+        assert_eq!(fs::read(&pyc).unwrap(), fs::read(&target).unwrap());
+        // Opening it opens the store's file, not one of the mount.
+        let opened = fs::File::open(&pyc).unwrap().metadata().unwrap().dev();
+        assert_eq!(
+            opened,
+            fs::metadata(&env.store.path).unwrap().dev(),
+            "{pyc}"
+        );
+        assert_ne!(opened, fs::metadata(mount.path()).unwrap().dev(), "{pyc}");
+    }
+    pycs_are_used_and_never_rewritten(&mount);
+}
+
+/// `pyc=file` serves them as regular files (for clients that cannot see
+/// the store), with the same bytes.
+#[test]
+fn pycs_as_files_are_used() {
+    let (env, mount) = mounted_pkg_env(&["pyc=file"]);
+    let bytecode = env.store.path.join("bytecode").join(cache_tag());
+    for pyc in served_pycs(&mount) {
+        let md = fs::symlink_metadata(&pyc).unwrap_or_else(|e| panic!("{pyc}: {e}"));
+        assert!(md.is_file(), "{pyc} is not a regular file");
+        assert_eq!(md.mode() & 0o7777, 0o644, "{pyc} mode");
+        let bytes = fs::read(&pyc).unwrap();
+        assert_eq!(
+            bytes.len() as u64,
+            md.len(),
+            "{pyc}: served size vs stat size"
+        );
+        let digest = sha256_hex(&fs::read(source_of(&pyc)).unwrap());
+        let stored = bytecode.join(&digest[..2]).join(format!("{digest}.pyc"));
+        assert_eq!(
+            bytes,
+            fs::read(&stored).unwrap(),
+            "{pyc} vs {}",
+            stored.display()
         );
     }
+    pycs_are_used_and_never_rewritten(&mount);
+}
 
+/// The pycs of sfpkg's `__init__` and `core` in the mount.
+fn served_pycs(mount: &Mount) -> [String; 2] {
+    let (m, tag) = (mount.path().display(), cache_tag());
+    ["__init__", "core"].map(|stem| format!("{m}/sfpkg/__pycache__/{stem}.{tag}.pyc"))
+}
+
+/// `d/__pycache__/x.TAG.pyc` -> `d/x.py`.
+fn source_of(pyc: &str) -> String {
+    let (dir, name) = pyc.rsplit_once("/__pycache__/").unwrap();
+    format!("{dir}/{}.py", name.split('.').next().unwrap())
+}
+
+fn pycs_are_used_and_never_rewritten(mount: &Mount) {
+    let mnt = mount.path();
+    let m = mnt.display();
+    let [init_pyc, core_pyc] = served_pycs(mount);
     // The pyc is a valid pyc for this interpreter and for this very source.
     let check = kv(&py_ok(
         mnt,

@@ -47,7 +47,7 @@ enum Command {
         /// Stay in the foreground instead of daemonizing.
         #[arg(short, long)]
         foreground: bool,
-        /// Mount options: allow_other, allow_root, open=auto|passthrough|cached, uring=auto|on|off, threads=N, ...
+        /// Mount options: allow_other, allow_root, open=auto|passthrough|cached, uring=auto|on|off, pyc=link|file, threads=N, ...
         #[arg(short = 'o', value_name = "OPTS")]
         options: Vec<String>,
     },
