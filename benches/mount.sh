@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Mount benchmark: a venv whose site-packages is a sitefs mount of every
 # pinned wheel vs. a plain venv where pip installed the same wheels.
-# Per mode (MODES, default "cached passthrough cached/dev": the open mode,
-# "/dev" for FUSE over /dev/fuse instead of io_uring):
+# Per mode (MODES, default "cached passthrough cached/pycfile": the open
+# mode, then "/pycfile" to serve pycs as files instead of links into the
+# store, "/dev" for FUSE over /dev/fuse instead of io_uring):
 #   (a) import time of a big stack, warm and cold page cache
 #   (b) `pip list` time
 #   (c) open+read+close latency of small files
@@ -20,7 +21,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || die "run as root: cold-cache runs write /proc/sys/vm/drop_caches"
 [ -e /dev/fuse ] || die "/dev/fuse is missing"
-read -r -a MODES <<<"${MODES:-cached passthrough cached/dev}"
+read -r -a MODES <<<"${MODES:-cached passthrough cached/pycfile}"
 PASSES=${PASSES:-5}   # timed passes over the file list per open+read run
 MOUNT_N=${MOUNT_N:-$((4 * N))}   # warm mount cycles: cheap, and single mounts on this VM scatter widely
 
@@ -73,8 +74,13 @@ site_dir() { case $1 in native) echo "$NATIVE_SP" ;; sitefs) echo "$MNT" ;; esac
 side_import() { import_run "$(venv_python "$1")" "$W/mpl-$1"; }
 side_piplist() { piplist_run "$(site_dir "$1")" "$W/piplist-$1.out"; }
 
-# mode "OPEN[/dev]" -> mount options
-mode_opts() { case $1 in */dev) echo "open=${1%/dev},uring=off" ;; *) echo "open=$1" ;; esac; }
+# mode "OPEN[/pycfile][/dev]" -> mount options
+mode_opts() {
+    local opts="open=${1%%/*}"
+    case /$1/ in */pycfile/*) opts+=",pyc=file" ;; esac
+    case /$1/ in */dev/*) opts+=",uring=off" ;; esac
+    echo "$opts"
+}
 do_mount() { "$SITEFS" mount -o "$(mode_opts "$1")" "$W/env.toml" "$MNT"; }
 do_umount() { "$SITEFS" umount "$MNT"; }
 
