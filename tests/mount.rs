@@ -1603,6 +1603,46 @@ fn io_uring_transport_serves_exact_bytes_in_both_open_modes() {
     }
 }
 
+/// An idle mount's io_uring queue threads wait in `io_uring_enter`, which
+/// the kernel counts as iowait unless asked not to (Linux >= 6.15): with
+/// that bug each parked thread is one of /proc/stat's `procs_blocked` at
+/// every instant, and the host shows 100 % iowait and full IO pressure.
+#[test]
+fn an_idle_io_uring_mount_is_not_iowait() {
+    if !io_uring_available() {
+        return;
+    }
+    let (_env, mount) = mounted_pkg_env(&["uring=on"]);
+    let queues = thread_names(daemon_pid(mount.path()))
+        .iter()
+        .filter(|t| t.starts_with("sitefs-uring-"))
+        .count();
+    assert!(queues >= 1, "no io_uring queue threads");
+    // Other tests' processes may block on I/O now and then; the queue
+    // threads of this mount, parked the whole second, would never leave.
+    let fewest = (0..100)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            procs_blocked()
+        })
+        .min()
+        .unwrap();
+    assert!(
+        fewest < queues,
+        "{fewest} tasks in iowait at every sample of a second, with {queues} idle queue threads"
+    );
+}
+
+/// Tasks in iowait right now (`procs_blocked` in /proc/stat).
+fn procs_blocked() -> usize {
+    let stat = fs::read_to_string("/proc/stat").unwrap();
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("procs_blocked "))
+        .unwrap();
+    line["procs_blocked ".len()..].trim().parse().unwrap()
+}
+
 #[test]
 fn dev_fuse_transport_serves_exact_bytes() {
     let (store_fds, threads) = serve_everything("cached", &["uring=off"]);
