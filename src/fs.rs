@@ -261,11 +261,11 @@ impl SiteFs {
         match (&node.kind, self.pycs) {
             (
                 Kind::File {
-                    source: Source::Pyc(d),
+                    source: source @ Source::Pyc(_),
                     ..
                 },
                 PycMode::Link,
-            ) => Some(self.store.pyc_path(&view.cache_tag, d)),
+            ) => self.backing_path(view, source),
             _ => None,
         }
     }

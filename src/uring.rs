@@ -3,13 +3,14 @@
 //!
 //! Why: on `/dev/fuse` every request wakes whichever daemon thread has
 //! waited longest, usually on another CPU. When that CPU is idle, waking
-//! it costs 100–250 µs on a virtual machine, and CPython (before 3.14)
-//! sends one request per imported module (`isatty()` on each `open()`),
-//! so a heavy import paid ~7 % for wake-ups alone. With io_uring the
-//! kernel keeps one request queue per CPU and hands each request to the
-//! queue of the CPU that issued it; our thread for that queue is pinned
-//! there, so the request is answered on the same CPU, without waking
-//! another (~25 µs round trip instead of ~150 µs).
+//! it costs 100–250 µs on a virtual machine, paid by every lookup and
+//! read of a cold import and every `isatty()` CPython (before 3.14) asks
+//! of a file it opens through the mount (pycs opened through it, before
+//! they became links into the store, cost a heavy import ~7 %). With
+//! io_uring the kernel keeps one request queue per CPU and hands each
+//! request to the queue of the CPU that issued it; our thread for that
+//! queue is pinned there, so the request is answered on the same CPU,
+//! without waking another (~25 µs round trip instead of ~150 µs).
 //!
 //! Protocol (linux `fs/fuse/dev_uring.c`, ABI 7.42): each queue thread
 //! registers ring entries, each a header buffer (`fuse_in_header`, the
