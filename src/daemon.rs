@@ -10,10 +10,12 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::UNIX_EPOCH;
 
 use fuser::{Config, MountOption, Session, SessionACL};
@@ -658,13 +660,15 @@ fn mount_error(mountpoint: &Path, e: &std::io::Error) -> MountError {
 /// worker threads, and unmount on SIGTERM/SIGINT/SIGHUP. Returns when the
 /// filesystem is unmounted, whoever unmounted it.
 fn run_until_signalled(
-    mut session: Session<FuseAdapter>,
+    session: Session<FuseAdapter>,
     mountpoint: &Path,
     set: &libc::sigset_t,
 ) -> Result<(), MountError> {
-    let mut unmounter = session.unmount_callable();
+    let fuser_thread = run_without_unmount_on_exit(session)?;
     let runner = std::thread::spawn(move || {
-        let r = session.run();
+        let r = fuser_thread
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the FUSE session thread panicked")));
         // SAFETY: wakes the main thread's sigwait.
         unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
         r
@@ -677,17 +681,41 @@ fn run_until_signalled(
             break;
         }
         info!("signal {sig}: unmounting {}", mountpoint.display());
-        if unmounter.unmount().is_err() {
-            // Busy: detach now; the kernel ends the session when the last
-            // user lets go.
+        if let Err(MountError::Busy(_)) = unmount(mountpoint) {
+            // Detach now; the kernel ends the session when the last user
+            // lets go.
             let _ = lazy_unmount(mountpoint);
         }
     }
     match runner.join() {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(MountError::Sys(format!("FUSE session: {e}"))),
-        Err(_) => Err(MountError::Sys("FUSE session thread panicked".into())),
+        Err(_) => Err(MountError::Sys("the FUSE session thread panicked".into())),
     }
+}
+
+/// Start the session's request loop without fuser's unmount-at-exit.
+///
+/// When a session ends, fuser unmounts its mountpoint *by path*, even
+/// when the session ended because someone else unmounted it. By then the
+/// path is no longer ours: under autofs that lookup mounts the env again
+/// (the expired key is a trigger), and after a quick remount it unmounts
+/// the new mount. This daemon unmounts only on a signal, while its mount
+/// is still live (`run_until_signalled`).
+fn run_without_unmount_on_exit(
+    session: Session<FuseAdapter>,
+) -> Result<JoinHandle<std::io::Result<()>>, MountError> {
+    // `spawn` moves fuser's mount handle out of the session into the
+    // BackgroundSession, whose drop would unmount the path.
+    let bg = ManuallyDrop::new(
+        session
+            .spawn()
+            .map_err(|e| MountError::Sys(format!("starting the FUSE session: {e}")))?,
+    );
+    // SAFETY: `bg` is never used or dropped again, so the join handle is
+    // moved out exactly once; the mount handle and channel sender it also
+    // holds are leaked on purpose until the process exits.
+    Ok(unsafe { std::ptr::read(&bg.guard) })
 }
 
 fn signal_set(signals: &[i32]) -> libc::sigset_t {

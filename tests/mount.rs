@@ -1341,6 +1341,43 @@ fn fusermount3_unmounts_and_the_daemon_exits() {
     });
 }
 
+/// After someone else unmounts it, the daemon must leave its mountpoint
+/// alone: the path may already hold a newer mount (a remount of the same
+/// env) or be an autofs trigger that a lookup would mount again.
+#[test]
+fn a_daemon_unmounted_from_outside_leaves_a_newer_mount_on_its_path() {
+    let (_env, mount) = mounted_pkg_env(&[]);
+    let mnt = mount.path();
+    let pid = daemon_pid(mnt);
+    // Hold the daemon still, so the newer mount is in place before it sees
+    // its session end.
+    kill(pid, libc::SIGSTOP);
+    // umount(2) itself, as umount(8) would stat the stopped mount first.
+    let c = std::ffi::CString::new(mnt.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: c is a valid C string.
+    let unmounted = unsafe { libc::umount2(c.as_ptr(), 0) } == 0;
+    let unmount_error = std::io::Error::last_os_error();
+    let newer = Command::new("mount")
+        .args(["-t", "tmpfs", "sitefs-test-newer"])
+        .arg(mnt)
+        .output()
+        .unwrap();
+    kill(pid, libc::SIGCONT);
+    assert!(unmounted, "umount {}: {unmount_error}", mnt.display());
+    assert_success(&newer);
+    wait_for("the unmounted daemon to exit", || !process_alive(pid));
+    wait_for("its watchdog to exit", || {
+        processes_with_arg(mnt.as_os_str()).is_empty()
+    });
+    let entries = mountinfo_entries(mnt);
+    let _ = Command::new("umount").arg(mnt).status();
+    assert!(
+        entries.len() == 1 && entries[0].contains(" - tmpfs sitefs-test-newer "),
+        "the old daemon touched the newer mount on {}: {entries:?}",
+        mnt.display()
+    );
+}
+
 #[test]
 fn sitefs_umount_unmounts_refuses_when_busy_and_reports_not_mounted() {
     let (_env, mount) = mounted_pkg_env(&[]);
