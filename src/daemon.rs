@@ -23,11 +23,12 @@ use log::{error, info};
 
 use crate::fs::{FuseAdapter, OpenMode, PycMode, SiteFs, ViewState};
 use crate::lock::UseGuard;
-use crate::manifest::{build_view, Manifest, ManifestError};
+use crate::manifest::{Manifest, ManifestError};
 use crate::roots::MountRoot;
 use crate::store::Store;
 use crate::uring::{Starter, UringMode};
 use crate::view::View;
+use crate::view_cache::{self, PendingImage};
 
 /// Why a mount or unmount failed; one line each, saying what to do.
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +196,9 @@ pub struct Prepared {
     /// Keeps gc out from loading the view until the mount's root is
     /// recorded (see [`crate::lock`]).
     pub guard: Option<UseGuard>,
+    /// The view's image, to write once the mount is live, when the view
+    /// was built rather than loaded from one.
+    pub image: Option<PendingImage>,
 }
 
 /// Check a mountpoint and a manifest.
@@ -211,7 +215,7 @@ fn prepare_on(manifest: &Path, mountpoint: PathBuf) -> Result<Prepared, MountErr
     // gc must not run between reading the store and recording the
     // mount's root (see crate::lock).
     let guard = Some(UseGuard::acquire(&m.store_path(&manifest)));
-    let (store, view, dists) = view_of(m, &manifest)?;
+    let (store, view, dists, image) = view_of(m, &manifest)?;
     Ok(Prepared {
         manifest,
         store,
@@ -219,6 +223,7 @@ fn prepare_on(manifest: &Path, mountpoint: PathBuf) -> Result<Prepared, MountErr
         mountpoint,
         dists,
         guard,
+        image,
     })
 }
 
@@ -280,7 +285,8 @@ fn exit_daemon(result: Result<(), MountError>) -> ! {
 /// mtime is the manifest's mtime: stable across remounts, and changed
 /// whenever the manifest is rewritten.
 pub fn load_view(manifest_path: &Path) -> Result<(Store, View, Vec<String>), ManifestError> {
-    view_of(Manifest::load(manifest_path)?, manifest_path)
+    let (store, view, dists, _) = view_of(Manifest::load(manifest_path)?, manifest_path)?;
+    Ok((store, view, dists))
 }
 
 /// [`load_view`] for a live mount: the manifest is parsed once, and gc
@@ -288,16 +294,28 @@ pub fn load_view(manifest_path: &Path) -> Result<(Store, View, Vec<String>), Man
 fn reload_view(manifest_path: &Path) -> Result<(UseGuard, View, Vec<String>), ManifestError> {
     let m = Manifest::load(manifest_path)?;
     let guard = UseGuard::acquire(&m.store_path(manifest_path));
-    let (_, view, dists) = view_of(m, manifest_path)?;
+    let (_, view, dists, image) = view_of(m, manifest_path)?;
+    if let Some(image) = image {
+        image.save(&view);
+    }
     Ok((guard, view, dists))
 }
 
-fn view_of(m: Manifest, manifest_path: &Path) -> Result<(Store, View, Vec<String>), ManifestError> {
+/// The manifest's view (from its image when current), its dists' ids,
+/// and the image to write when the view was built.
+type ViewOf = (Store, View, Vec<String>, Option<PendingImage>);
+
+fn view_of(m: Manifest, manifest_path: &Path) -> Result<ViewOf, ManifestError> {
     let mtime = std::fs::metadata(manifest_path)
         .and_then(|m| m.modified())
         .unwrap_or(UNIX_EPOCH);
-    let (store, view) = build_view(&m, manifest_path, mtime)?;
-    Ok((store, view, m.dists.into_iter().map(|d| d.id).collect()))
+    let (store, view, image) = view_cache::load_or_build(&m, manifest_path, mtime)?;
+    Ok((
+        store,
+        view,
+        m.dists.into_iter().map(|d| d.id).collect(),
+        image,
+    ))
 }
 
 /// Whether a failed request to a FUSE mount means its daemon is gone:
@@ -522,7 +540,7 @@ fn serve(p: Prepared, opts: &MountOpts, status: Option<Status>) -> Result<(), Mo
         }
     }
     let notifier = session.notifier();
-    if let Err(e) = watch_manifest(&p.manifest, state, notifier, root.clone()) {
+    if let Err(e) = watch_manifest(&p.manifest, state.clone(), notifier, root.clone()) {
         log::warn!(
             "live reload disabled: cannot watch {}: {e}",
             p.manifest.display()
@@ -533,6 +551,11 @@ fn serve(p: Prepared, opts: &MountOpts, status: Option<Status>) -> Result<(), Mo
         s.send("OK");
     }
     notify_systemd_ready();
+    if let Some(image) = p.image {
+        // Off the mount's critical path: the caller has its answer.
+        let view = state.current();
+        std::thread::spawn(move || image.save(&view));
+    }
     let result = run_until_signalled(session, &p.mountpoint, &signals);
     root.lock().unwrap_or_else(|e| e.into_inner()).remove();
     drop(watchdog);

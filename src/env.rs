@@ -25,6 +25,7 @@ use crate::scripts::{env_files, EnvContent, EnvFile, EnvLayout};
 use crate::store::{io_at, Store, StoreError};
 use crate::venv;
 use crate::view::View;
+use crate::view_cache::{self, PendingImage};
 use crate::wheel::normalize_name;
 
 /// The manifest's name inside a venv.
@@ -127,7 +128,7 @@ pub fn create(req: CreateRequest) -> Result<Created, EnvError> {
     let stage = stage_dir(&paths.venv)?;
     let built = build_env(&stage, &store, &interp, &paths, &manifest, &chosen);
     log::debug!("built the venv at {:.1?}", t0.elapsed());
-    let (scripts, view) = match built.and_then(|b| finish_dir(&stage, &paths).map(|()| b)) {
+    let (scripts, view, image) = match built.and_then(|b| finish_dir(&stage, &paths).map(|()| b)) {
         Ok(b) => b,
         Err(e) => {
             let _ = fs::remove_dir_all(&stage);
@@ -143,6 +144,7 @@ pub fn create(req: CreateRequest) -> Result<Created, EnvError> {
                 mountpoint,
                 dists: manifest.dists.iter().map(|d| d.id.clone()).collect(),
                 guard: None,
+                image,
             };
             daemon::launch(p, &req.mount, false)
         })
@@ -242,7 +244,7 @@ fn build_env(
     paths: &EnvPaths,
     manifest: &Manifest,
     chosen: &[(DistMeta, bool)],
-) -> Result<(usize, View), EnvError> {
+) -> Result<(usize, View, Option<PendingImage>), EnvError> {
     // Save the manifest and build the view first: conflicts and store
     // damage surface before anything else is written. The staged
     // manifest's mtime survives the rename, so the view's directory
@@ -253,7 +255,7 @@ fn build_env(
         .and_then(|m| m.modified())
         .map_err(io_at(stage))?;
     let t0 = Instant::now();
-    let (_, view) = build_view(manifest, &paths.manifest, mtime)?;
+    let (_, view, image) = view_cache::load_or_build(manifest, &paths.manifest, mtime)?;
     log::debug!("view of {} nodes built in {:.1?}", view.len(), t0.elapsed());
     let layout = paths.layout(manifest);
     let ids: Vec<&str> = chosen.iter().map(|(m, _)| m.id.as_str()).collect();
@@ -268,7 +270,7 @@ fn build_env(
             .filter(|f| f.path.starts_with("bin/"))
             .count();
     }
-    Ok((scripts, view))
+    Ok((scripts, view, image))
 }
 
 /// The env files (scripts, headers, data) of each dist, by dist id.

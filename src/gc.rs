@@ -1,5 +1,5 @@
 //! `sitefs store gc`: delete every distribution, object and pyc that no
-//! root needs.
+//! root needs, and the caches derived from them (view images).
 //!
 //! Safety comes from [`crate::lock`]: gc takes the store's gc lock, waits
 //! until no ingest, env creation or mount is between reading the store and
@@ -18,6 +18,7 @@ use crate::hashing::Digest;
 use crate::lock::{GcLock, LockError};
 use crate::roots::{self, RootNote};
 use crate::store::{io_at, is_valid_id, Store, StoreError};
+use crate::view_cache::VIEWS_DIR;
 
 /// Why gc stopped without deleting anything more.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +96,9 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<GcReport, GcError> {
     }
     litter.extend(stale_seen(store, &live_ids));
     litter.extend(everything_in(&store.tmp_dir()));
+    // View images are caches a mount rewrites; one may name dists this
+    // gc frees.
+    litter.extend(everything_in(&store.root().join(VIEWS_DIR)));
     litter.extend(temp_files(&store.dists_dir()));
     tally(&mut report, &objects, &pycs, &litter);
     report.dists = dead_dists.iter().map(|(id, _)| id.clone()).collect();

@@ -38,4 +38,5 @@ pub mod uring;
 pub mod venv;
 pub mod verify;
 pub mod view;
+pub mod view_cache;
 pub mod wheel;

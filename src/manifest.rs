@@ -389,41 +389,38 @@ fn add_dist(
     };
     builder.add_dist(&idx, &pycs).map_err(conflict)?;
     add_install_markers(builder, &idx.meta.dist_info, d.requested).map_err(conflict)?;
-    if let Some(env) = &m.env {
-        let (dist_info, lazy) = lazy_record(
-            store,
-            idx,
-            pycs,
-            env.layout(&m.python),
-            &m.python.cache_tag,
-            d.requested,
-        );
+    if let Some(record) = lazy_record(m, store, d) {
         builder
-            .add_lazy(&format!("{dist_info}/RECORD"), lazy)
+            .add_lazy(&format!("{}/RECORD", idx.meta.dist_info), record)
             .map_err(conflict)?;
     }
     Ok(())
 }
 
-/// The RECORD of a dist installed in a venv, scripts and data included,
-/// rendered when first read. Returns the dist-info dir and the file.
-fn lazy_record(
-    store: &Store,
-    idx: Arc<DistIndex>,
-    pycs: PycSizes,
-    layout: EnvLayout,
-    cache_tag: &str,
-    requested: bool,
-) -> (String, Arc<Lazy>) {
-    let (store, cache_tag) = (store.clone(), cache_tag.to_string());
-    let dist_info = idx.meta.dist_info.clone();
-    let lazy = Lazy::new(move || {
+/// The RECORD of dist `d` installed in the manifest's venv, scripts and
+/// data included, rendered when first read (`None` for a manifest without
+/// a venv). It reads the dist's index and pyc sizes then, from the store's
+/// cache of loaded indexes when the mount built its view, so a view loaded
+/// from its image makes it the same way.
+pub(crate) fn lazy_record(m: &Manifest, store: &Store, d: &DistRef) -> Option<Arc<Lazy>> {
+    let layout = m.env.as_ref()?.layout(&m.python);
+    let (store, cache_tag) = (store.clone(), m.python.cache_tag.clone());
+    let (id, requested) = (d.id.clone(), d.requested);
+    Some(Lazy::new(move || {
+        let loaded = store.load(&id).and_then(|idx| {
+            let pycs = store.pyc_sizes(&cache_tag, &id)?.unwrap_or_default();
+            Ok((idx, pycs))
+        });
+        let (idx, pycs) = match loaded {
+            Ok(l) => l,
+            Err(e) => {
+                log::error!("RECORD of {id}: {e}");
+                return Vec::new();
+            }
+        };
         let files = env_files(&idx, &layout, &|d| std::fs::read(store.object_path(d)))
             .unwrap_or_else(|e| {
-                log::error!(
-                    "RECORD of {}: cannot read its scripts from the store: {e}",
-                    idx.meta.id
-                );
+                log::error!("RECORD of {id}: cannot read its scripts from the store: {e}");
                 Vec::new()
             });
         let extras = InstalledExtras {
@@ -433,8 +430,7 @@ fn lazy_record(
             up_to_prefix: "../../../",
         };
         installed_record(&idx, &cache_tag, &pycs, &extras).into_bytes()
-    });
-    (dist_info, lazy)
+    }))
 }
 
 /// What `INSTALLER` says: pip shows it and tools use it to tell who

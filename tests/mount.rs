@@ -1341,6 +1341,96 @@ fn fusermount3_unmounts_and_the_daemon_exits() {
     });
 }
 
+/// Every path of a mount with what a reader sees of it: inode, mode,
+/// size, mtime, and the bytes or link target.
+fn served_tree(mnt: &Path) -> Vec<String> {
+    let mut out: Vec<String> = walk(mnt)
+        .into_iter()
+        .map(|(rel, md)| {
+            let full = mnt.join(&rel);
+            let body = if md.is_file() {
+                format!("{:?}", fs::read(&full).unwrap())
+            } else if md.is_symlink() {
+                fs::read_link(&full).unwrap().display().to_string()
+            } else {
+                String::new()
+            };
+            format!(
+                "{} ino={} mode={:o} size={} mtime={}.{} {body}",
+                rel.display(),
+                md.ino(),
+                md.mode(),
+                md.size(),
+                md.mtime(),
+                md.mtime_nsec()
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The one file in `dir`, once there is exactly one.
+fn the_file_in(dir: &Path) -> PathBuf {
+    let files = || -> Vec<PathBuf> {
+        fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().path())
+            .collect()
+    };
+    wait_for(&format!("one file in {}", dir.display()), || {
+        files().len() == 1
+    });
+    files().remove(0)
+}
+
+/// A remount of an unchanged manifest loads the view's image, which the
+/// first mount wrote once live, and serves the very same tree; a damaged
+/// image is not trusted: the view is built again and the image rewritten.
+#[test]
+fn a_remount_loads_the_view_image_and_a_damaged_one_is_rebuilt() {
+    let (env, mount) = mounted_pkg_env(&[]);
+    let mnt = mount.path().to_path_buf();
+    let manifest = env.work().join("env.toml");
+    let image = the_file_in(&env.store.path.join("views"));
+    let built = served_tree(&mnt);
+    drop(mount);
+
+    let log = env.work().join("foreground.log");
+    let _guard = Mount { mnt: mnt.clone() };
+    let mut daemon = sitefs_command()
+        .args(["mount", "-f", "-v"])
+        .arg(&manifest)
+        .arg(&mnt)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("the foreground mount", || is_mounted(&mnt));
+    let loaded = served_tree(&mnt);
+    assert_success(&run_sitefs([OsStr::new("umount"), mnt.as_os_str()]));
+    assert!(daemon.wait().unwrap().success());
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(&format!("loaded from {}", image.display())),
+        "the remount did not load {}:\n{text}",
+        image.display()
+    );
+    assert_eq!(loaded, built);
+
+    let mut damaged = fs::read(&image).unwrap();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0x01;
+    fs::write(&image, &damaged).unwrap();
+    let again = Mount::new(&manifest, &mnt, &[]);
+    assert_eq!(served_tree(again.path()), built);
+    wait_for("the damaged image to be rewritten", || {
+        fs::read(&image).is_ok_and(|b| b != damaged)
+    });
+}
+
 /// After someone else unmounts it, the daemon must leave its mountpoint
 /// alone: the path may already hold a newer mount (a remount of the same
 /// env) or be an autofs trigger that a lookup would mount again.

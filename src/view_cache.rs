@@ -1,0 +1,199 @@
+//! View images: a mount of a manifest that was mounted before loads its
+//! merged view from `STORE/views/` instead of reading and merging every
+//! dist's index again, which is most of what `sitefs mount` costs.
+//!
+//! An image is a cache, never authoritative. Its name is a hash of the
+//! manifest (content and mtime) and of this sitefs version, and it records
+//! the identity (inode, size, mtime) of every store file the view depends
+//! on: each dist's directory and its bytecode marker. A mount uses an
+//! image only when those all still match and its checksum holds; otherwise
+//! it builds the view and, once the mount is live, writes a fresh image.
+//! A store this user may not write just gets no images; `sitefs gc` clears
+//! them all, and the next mount of each manifest writes its own again.
+
+use std::io::Write as _;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::hashing::Digest;
+use crate::manifest::{build_view, lazy_record, Manifest, ManifestError};
+use crate::store::{is_valid_id, Store};
+use crate::view::{Lazy, View};
+
+/// The store subdirectory holding images.
+pub const VIEWS_DIR: &str = "views";
+
+/// An image to write once the mount is live, for a view built from scratch.
+#[derive(Debug)]
+pub struct PendingImage {
+    store: Store,
+    path: PathBuf,
+    stamps: Vec<u8>,
+}
+
+impl PendingImage {
+    /// Write `view`'s image. Best effort: a failure costs the next mount
+    /// a build, nothing else.
+    pub fn save(self, view: &View) {
+        if let Err(e) = self.write(view) {
+            log::debug!("no view image at {}: {e}", self.path.display());
+        }
+    }
+
+    fn write(&self, view: &View) -> std::io::Result<()> {
+        let image = view.to_image();
+        std::fs::create_dir_all(self.store.root().join(VIEWS_DIR))?;
+        let tmp = self.store.tmp_dir().join(format!(
+            "view.{}.{}",
+            std::process::id(),
+            self.path.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        let mut f = std::fs::File::create(&tmp)?;
+        let written = f
+            .write_all(&(self.stamps.len() as u32).to_le_bytes())
+            .and_then(|()| f.write_all(&self.stamps))
+            .and_then(|()| f.write_all(&image))
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
+    }
+}
+
+/// The manifest's view: from its image when one is current, else built,
+/// with the image to write once the mount is live.
+pub fn load_or_build(
+    m: &Manifest,
+    manifest_path: &Path,
+    dir_mtime: SystemTime,
+) -> Result<(Store, View, Option<PendingImage>), ManifestError> {
+    let from_image = Store::open(&m.store_path(manifest_path))
+        .ok()
+        .and_then(|store| {
+            let path = image_path(&store, m, dir_mtime);
+            let stamps = stamps(&store, m)?;
+            Some((store, path, stamps))
+        });
+    let Some((store, path, stamps)) = from_image else {
+        let (store, view) = build_view(m, manifest_path, dir_mtime)?;
+        return Ok((store, view, None));
+    };
+    if let Some(view) = load(&store, m, &path, &stamps) {
+        log::info!(
+            "view of {} nodes loaded from {}",
+            view.len(),
+            path.display()
+        );
+        return Ok((store, view, None));
+    }
+    let (store, view) = build_view(m, manifest_path, dir_mtime)?;
+    let pending = PendingImage {
+        store: store.clone(),
+        path,
+        stamps,
+    };
+    Ok((store, view, Some(pending)))
+}
+
+fn load(store: &Store, m: &Manifest, path: &Path, stamps: &[u8]) -> Option<View> {
+    let map = Mapped::open(path)?;
+    let (len, rest) = map.bytes().split_first_chunk::<4>()?;
+    let (recorded, image) = rest.split_at_checked(u32::from_le_bytes(*len) as usize)?;
+    if recorded != stamps {
+        return None;
+    }
+    let lazy = |owner: u32, _: &str| {
+        m.dists
+            .get(owner as usize)
+            .and_then(|d| lazy_record(m, store, d))
+            .unwrap_or_else(|| Lazy::new(Vec::new))
+    };
+    View::from_image(image, &lazy)
+}
+
+/// `STORE/views/<hash>`: one name per manifest content, mtime (served as
+/// the directories' mtime) and sitefs version.
+fn image_path(store: &Store, m: &Manifest, dir_mtime: SystemTime) -> PathBuf {
+    let since = dir_mtime.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let key = format!(
+        "sitefs {}\nmtime {}.{:09}\n{}",
+        env!("CARGO_PKG_VERSION"),
+        since.as_secs(),
+        since.subsec_nanos(),
+        toml::to_string(m).unwrap_or_default()
+    );
+    store
+        .root()
+        .join(VIEWS_DIR)
+        .join(Digest::of(key.as_bytes()).to_hex())
+}
+
+/// The identity of every store file the view depends on, in manifest
+/// order; `None` when one is missing (the build then reports it).
+fn stamps(store: &Store, m: &Manifest) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(m.dists.len() * 64);
+    for d in &m.dists {
+        let dir = is_valid_id(&d.id).then(|| store.dist_dir(&d.id))?;
+        for p in [dir, store.bytecode_marker(&m.python.cache_tag, &d.id)] {
+            let md = std::fs::metadata(p).ok()?;
+            for v in [
+                md.ino(),
+                md.size(),
+                md.mtime() as u64,
+                md.mtime_nsec() as u64,
+            ] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+    Some(out)
+}
+
+/// A read-only private mapping of a whole file. An image is read once, at
+/// mount time, where every freshly touched page of the daemon's own memory
+/// costs (a few microseconds each on a VM); a mapping of the page-cached
+/// file costs no copy and no new pages.
+struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapped {
+    fn open(path: &Path) -> Option<Mapped> {
+        let file = std::fs::File::open(path).ok()?;
+        let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
+        if len == 0 {
+            return None;
+        }
+        // SAFETY: a fresh read-only private mapping of an open file; the
+        // kernel keeps it valid after the fd closes.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_POPULATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        (ptr != libc::MAP_FAILED).then_some(Mapped { ptr, len })
+    }
+
+    /// Images are replaced by rename, never written in place, so the
+    /// mapped bytes cannot change under the reader.
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: ptr..ptr+len is mapped readable for self's lifetime.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping made in `open`.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
