@@ -73,7 +73,7 @@ pub fn load_or_build(
     let from_image = Store::open(&m.store_path(manifest_path))
         .ok()
         .and_then(|store| {
-            let path = image_path(&store, m, dir_mtime);
+            let path = image_path(&store, m, dir_mtime)?;
             let stamps = stamps(&store, m)?;
             Some((store, path, stamps))
         });
@@ -116,19 +116,17 @@ fn load(store: &Store, m: &Manifest, path: &Path, stamps: &[u8]) -> Option<View>
 
 /// `STORE/views/<hash>`: one name per manifest content, mtime (served as
 /// the directories' mtime) and sitefs version.
-fn image_path(store: &Store, m: &Manifest, dir_mtime: SystemTime) -> PathBuf {
+fn image_path(store: &Store, m: &Manifest, dir_mtime: SystemTime) -> Option<PathBuf> {
     let since = dir_mtime.duration_since(UNIX_EPOCH).unwrap_or_default();
     let key = format!(
         "sitefs {}\nmtime {}.{:09}\n{}",
         env!("CARGO_PKG_VERSION"),
         since.as_secs(),
         since.subsec_nanos(),
-        toml::to_string(m).unwrap_or_default()
+        toml::to_string(m).ok()?
     );
-    store
-        .root()
-        .join(VIEWS_DIR)
-        .join(Digest::of(key.as_bytes()).to_hex())
+    let name = Digest::of(key.as_bytes()).to_hex();
+    Some(store.root().join(VIEWS_DIR).join(name))
 }
 
 /// The identity of every store file the view depends on, in manifest
