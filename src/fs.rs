@@ -237,14 +237,15 @@ impl SiteFs {
             None if node.is_dir() => (FileType::Directory, node.perm()),
             None => (FileType::RegularFile, node.perm()),
         };
+        let mtime = view.mtime(node);
         FileAttr {
             ino: INodeNo(ino),
             size,
             blocks: size.div_ceil(512),
-            atime: node.mtime,
-            mtime: node.mtime,
-            ctime: node.mtime,
-            crtime: node.mtime,
+            atime: mtime,
+            mtime,
+            ctime: mtime,
+            crtime: mtime,
             kind,
             perm,
             nlink: if node.is_dir() { 2 } else { 1 },

@@ -107,13 +107,27 @@ pub enum Kind {
     },
 }
 
+/// What a node's mtime follows. Only [`View::mtime`] turns it into a
+/// time, so one view (and one image of it) serves any environment with the
+/// same dists, whatever its manifest's mtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mtime {
+    /// The environment's time (its manifest's mtime): directories and the
+    /// files sitefs writes change with the environment, and the import
+    /// system and importlib.metadata cache directory listings on it.
+    Env,
+    /// Its dist's ingest time, in seconds since the epoch: a dist's files
+    /// never change.
+    Ingested(u64),
+}
+
 /// One file or directory of the view.
 #[derive(Debug, Clone)]
 pub struct Node {
     parent: Slot,
     /// Offset and length of the name in the view's name arena.
     name: (u32, u32),
-    pub mtime: SystemTime,
+    pub mtime: Mtime,
     /// Index into [`View::owners`] of the dist that provided this node
     /// (the first one, for merged directories).
     pub owner: u32,
@@ -281,7 +295,7 @@ impl Tree {
         }
     }
 
-    fn push(&mut self, parent: Slot, name: &str, node: (Kind, SystemTime, u32)) -> Slot {
+    fn push(&mut self, parent: Slot, name: &str, node: (Kind, Mtime, u32)) -> Slot {
         let hash = Self::key_hash(parent, name);
         self.push_hashed(parent, name, node, hash)
     }
@@ -290,7 +304,7 @@ impl Tree {
         &mut self,
         parent: Slot,
         name: &str,
-        node: (Kind, SystemTime, u32),
+        node: (Kind, Mtime, u32),
         hash: u32,
     ) -> Slot {
         let off = self.names.len() as u32;
@@ -337,6 +351,8 @@ pub struct View {
     pub cache_tag: String,
     pub owners: Vec<String>,
     pub total_bytes: u64,
+    /// What [`Mtime::Env`] stands for.
+    pub env_mtime: SystemTime,
     /// Conflicts resolved by [`ConflictPolicy::LastWins`], for logging.
     pub overridden: Vec<Conflict>,
 }
@@ -471,6 +487,14 @@ impl View {
         self.tree.nodes.is_empty()
     }
 
+    /// The mtime to serve for `node`.
+    pub fn mtime(&self, node: &Node) -> SystemTime {
+        match node.mtime {
+            Mtime::Env => self.env_mtime,
+            Mtime::Ingested(secs) => epoch_secs(secs),
+        }
+    }
+
     /// The full path of a node, for messages.
     pub fn path_of(&self, ino: Ino) -> String {
         self.slot(ino)
@@ -484,7 +508,7 @@ pub struct ViewBuilder {
     cache_tag: String,
     owners: Vec<String>,
     policy: ConflictPolicy,
-    dir_mtime: SystemTime,
+    env_mtime: SystemTime,
     overridden: Vec<Conflict>,
     /// The directory the last file went into, and its slot: a dist's
     /// files come grouped by directory, so most paths skip the walk.
@@ -501,9 +525,13 @@ enum At<'a> {
     PycOf(&'a str),
 }
 
-/// Seconds since the epoch as a `SystemTime`.
+/// Seconds since the epoch as a `SystemTime`; the epoch itself for a time
+/// past what the platform can represent (only a damaged index or image
+/// holds one), so serving a node can never panic.
 pub fn epoch_secs(secs: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(secs)
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 fn new_dir() -> Kind {
@@ -513,14 +541,14 @@ fn new_dir() -> Kind {
 }
 
 impl ViewBuilder {
-    /// `dir_mtime` is served for every directory: it must be stable for a
-    /// given environment and change when the environment changes
-    /// (importlib.metadata and the import system cache on it).
-    pub fn new(policy: ConflictPolicy, dir_mtime: SystemTime, cache_tag: &str) -> Self {
+    /// `env_mtime` is served for every directory and generated file
+    /// ([`Mtime::Env`]): it must be stable for a given environment and
+    /// change when the environment changes.
+    pub fn new(policy: ConflictPolicy, env_mtime: SystemTime, cache_tag: &str) -> Self {
         let root = Node {
             parent: ROOT_SLOT,
             name: (0, 0),
-            mtime: dir_mtime,
+            mtime: Mtime::Env,
             owner: 0,
             kind: new_dir(),
         };
@@ -532,7 +560,7 @@ impl ViewBuilder {
             cache_tag: cache_tag.to_string(),
             owners: Vec::new(),
             policy,
-            dir_mtime,
+            env_mtime,
             overridden: Vec::new(),
             last_dir: (String::new(), ROOT_SLOT),
             pyc_name: String::new(),
@@ -545,7 +573,7 @@ impl ViewBuilder {
         let owner = self.owners.len() as u32;
         self.owners
             .push(format!("{} {}", dist.meta.name, dist.meta.version));
-        let mtime = epoch_secs(dist.meta.ingested);
+        let mtime = Mtime::Ingested(dist.meta.ingested);
         // Each file, its pyc, and a share of new directories.
         self.tree.reserve(dist.files.len() * 2);
         for f in dist.files.iter().filter(|f| f.scheme.in_site_packages()) {
@@ -576,7 +604,7 @@ impl ViewBuilder {
         &mut self,
         dir: Slot,
         stem: &str,
-        node: (Kind, SystemTime, u32),
+        node: (Kind, Mtime, u32),
         source_path: &str,
     ) -> Result<(), Conflict> {
         let cache = match self.tree.find(dir, "__pycache__") {
@@ -584,7 +612,7 @@ impl ViewBuilder {
             Some(s) => return Err(self.conflict(&self.tree.path_of(s), self.owner_of(s), node.2)),
             None => self
                 .tree
-                .push(dir, "__pycache__", (new_dir(), self.dir_mtime, node.2)),
+                .push(dir, "__pycache__", (new_dir(), Mtime::Env, node.2)),
         };
         let mut name = std::mem::take(&mut self.pyc_name);
         name.clear();
@@ -625,18 +653,7 @@ impl ViewBuilder {
     }
 
     pub fn finish(self) -> View {
-        // The stored sizes, not Node::size: that would render every lazy
-        // file (each dist's RECORD) at mount time, which laziness exists
-        // to avoid. statfs may leave out those few KiB.
-        let total_bytes = self
-            .tree
-            .nodes
-            .iter()
-            .map(|n| match n.kind {
-                Kind::File { size, .. } => size,
-                Kind::Dir { .. } => 0,
-            })
-            .sum();
+        let total_bytes = stored_bytes(&self.tree);
         View {
             max_ino: self.tree.nodes.len() as Ino,
             inos: Vec::new(),
@@ -645,6 +662,7 @@ impl ViewBuilder {
             cache_tag: self.cache_tag,
             owners: self.owners,
             total_bytes,
+            env_mtime: self.env_mtime,
             overridden: self.overridden,
         }
     }
@@ -667,7 +685,7 @@ impl ViewBuilder {
         &mut self,
         dir: Slot,
         name: &str,
-        node: (Kind, SystemTime, u32),
+        node: (Kind, Mtime, u32),
         at: At,
     ) -> Result<(), Conflict> {
         let hash = Tree::key_hash(dir, name);
@@ -696,11 +714,11 @@ impl ViewBuilder {
         match self.tree.find(dir, name) {
             Some(s) if !self.tree.nodes[s as usize].is_dir() => {
                 let node = &mut self.tree.nodes[s as usize];
-                (node.kind, node.mtime) = (kind, self.dir_mtime);
+                (node.kind, node.mtime) = (kind, Mtime::Env);
             }
             Some(s) => return Err(self.conflict(path, self.owner_of(s), owner)),
             None => {
-                self.tree.push(dir, name, (kind, self.dir_mtime, owner));
+                self.tree.push(dir, name, (kind, Mtime::Env, owner));
             }
         }
         Ok(())
@@ -722,7 +740,7 @@ impl ViewBuilder {
                     return Err(self.conflict(&self.tree.path_of(s), self.owner_of(s), owner))
                 }
                 None => {
-                    let dir = (new_dir(), self.dir_mtime, owner);
+                    let dir = (new_dir(), Mtime::Env, owner);
                     self.tree.push_hashed(cur, part, dir, hash)
                 }
             };
@@ -748,10 +766,10 @@ impl ViewBuilder {
 // ---------------------------------------------------------------------------
 
 /// First bytes of a view image; the last byte is the format version.
-const IMAGE_MAGIC: &[u8; 8] = b"SFVIEW\x00\x01";
+const IMAGE_MAGIC: &[u8; 8] = b"SFVIEW\x00\x02";
 /// The fixed part of a node record; children and inline bytes follow in
 /// their own sections.
-const NODE_RECORD: usize = 76;
+const NODE_RECORD: usize = 72;
 const TAG_DIR: u8 = 0;
 const TAG_OBJECT: u8 = 1;
 const TAG_PYC: u8 = 2;
@@ -782,9 +800,10 @@ fn image_checksum(bytes: &[u8]) -> u64 {
 impl View {
     /// The view as a self-checking byte image, which [`View::from_image`]
     /// turns back into an equal view without the dists' indexes: a mount
-    /// of an unchanged manifest loads it instead of merging every dist
-    /// again. Lazy files are stored as their owner only; inode numbers
-    /// are the built view's (slot + 1), whatever a reload renumbered.
+    /// of the same dists loads it instead of merging every dist again.
+    /// Lazy files are stored as their owner only, [`Mtime::Env`] as a
+    /// flag (the loader says what it stands for); inode numbers are the
+    /// built view's (slot + 1), whatever a reload renumbered.
     pub fn to_image(&self) -> Vec<u8> {
         let t = &self.tree;
         let mut out = Vec::with_capacity(64 + t.nodes.len() * (NODE_RECORD + 4) + t.names.len());
@@ -797,20 +816,33 @@ impl View {
         };
         put32(&mut out, t.nodes.len());
         put32(&mut out, t.table.len());
-        out.extend_from_slice(&self.total_bytes.to_le_bytes());
         put_str(&mut out, self.cache_tag.as_bytes());
         put32(&mut out, self.owners.len());
         for o in &self.owners {
             put_str(&mut out, o.as_bytes());
         }
         put_str(&mut out, t.names.as_bytes());
+        let inline: Vec<&Arc<[u8]>> = t
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.kind {
+                Kind::File {
+                    source: Source::Inline(b),
+                    ..
+                } => Some(b),
+                _ => None,
+            })
+            .collect();
+        put32(&mut out, inline.len());
+        for b in inline {
+            put_str(&mut out, b);
+        }
         for e in &t.table {
             out.extend_from_slice(&e.slot.to_le_bytes());
             out.extend_from_slice(&e.hash.to_le_bytes());
         }
-        let mut inline: Vec<&[u8]> = Vec::new();
+        let mut inlined = 0;
         for n in &t.nodes {
-            let since = n.mtime.duration_since(UNIX_EPOCH).unwrap_or_default();
             let (tag, exec, size, aux, digest) = match &n.kind {
                 Kind::Dir { children } => (TAG_DIR, false, 0, children.len(), None),
                 Kind::File {
@@ -821,21 +853,24 @@ impl View {
                     let (tag, aux, digest) = match source {
                         Source::Object(d) => (TAG_OBJECT, 0, Some(d)),
                         Source::Pyc(d) => (TAG_PYC, 0, Some(d)),
-                        Source::Inline(b) => {
-                            inline.push(b);
-                            (TAG_INLINE, inline.len() - 1, None)
+                        Source::Inline(_) => {
+                            inlined += 1;
+                            (TAG_INLINE, inlined - 1, None)
                         }
                         Source::Lazy(_) => (TAG_LAZY, 0, None),
                     };
                     (tag, *executable, *size, aux, digest)
                 }
             };
+            let (env, secs) = match n.mtime {
+                Mtime::Env => (true, 0),
+                Mtime::Ingested(secs) => (false, secs),
+            };
             for v in [n.parent, n.name.0, n.name.1, n.owner] {
                 out.extend_from_slice(&v.to_le_bytes());
             }
-            out.extend_from_slice(&since.as_secs().to_le_bytes());
-            out.extend_from_slice(&since.subsec_nanos().to_le_bytes());
-            out.extend_from_slice(&[tag, exec as u8, 0, 0]);
+            out.extend_from_slice(&secs.to_le_bytes());
+            out.extend_from_slice(&[tag, exec as u8, env as u8, 0]);
             out.extend_from_slice(&size.to_le_bytes());
             put32(&mut out, aux);
             out.extend_from_slice(&digest.map_or([0; 32], |d| d.0));
@@ -847,21 +882,21 @@ impl View {
                 }
             }
         }
-        put32(&mut out, inline.len());
-        for b in inline {
-            put_str(&mut out, b);
-        }
         let sum = image_checksum(&out[16..]);
         out[8..16].copy_from_slice(&sum.to_le_bytes());
         out
     }
 
-    /// The view an image of [`View::to_image`] holds, with each lazy file
-    /// made again by `lazy(owner, path)`. `None` for anything that is not
-    /// a whole, consistent image of this format: the caller builds the
-    /// view instead. Every index is checked, so no image can make the
-    /// view panic or loop later.
-    pub fn from_image(bytes: &[u8], lazy: &dyn Fn(u32, &str) -> Arc<Lazy>) -> Option<View> {
+    /// The view an image of [`View::to_image`] holds, serving `env_mtime`
+    /// for [`Mtime::Env`], with each lazy file made again by
+    /// `lazy(owner)`. `None` for anything that is not a whole, consistent
+    /// image of this format: the caller builds the view instead. Every
+    /// index is checked, so no image can make the view panic or loop.
+    pub fn from_image(
+        bytes: &[u8],
+        env_mtime: SystemTime,
+        lazy: &dyn Fn(u32) -> Arc<Lazy>,
+    ) -> Option<View> {
         let body = bytes.strip_prefix(IMAGE_MAGIC)?;
         let (sum, body) = body.split_first_chunk::<8>()?;
         if u64::from_le_bytes(*sum) != image_checksum(body) {
@@ -870,12 +905,14 @@ impl View {
         let mut r = ImageReader(body);
         let count = r.len()?;
         let table_len = r.len()?;
-        let total_bytes = r.u64()?;
         let cache_tag = r.string()?;
         let owners = (0..r.len()?)
             .map(|_| r.string())
             .collect::<Option<Vec<_>>>()?;
         let names = r.string()?;
+        let inline: Vec<Arc<[u8]>> = (0..r.len()?)
+            .map(|_| r.bytes().map(Arc::from))
+            .collect::<Option<_>>()?;
         if count == 0 || !table_len.is_power_of_two() || table_len < count * 2 {
             return None;
         }
@@ -898,12 +935,10 @@ impl View {
         let records = r.take(count.checked_mul(NODE_RECORD)?)?;
         let mut nodes = Vec::with_capacity(count);
         let mut child_counts = Vec::new();
-        let mut lazies = Vec::new();
-        let mut inline_refs = Vec::new();
         for (slot, rec) in records.chunks_exact(NODE_RECORD).enumerate() {
             let mut f = ImageReader(rec);
             let (parent, off, len, owner) = (f.u32()?, f.u32()?, f.u32()?, f.u32()?);
-            let (secs, nanos) = (f.u64()?, f.u32()?);
+            let secs = f.u64()?;
             let head = f.take(4)?;
             let (size, aux) = (f.u64()?, f.len()?);
             let digest = Digest(*f.take(32)?.first_chunk::<32>()?);
@@ -915,31 +950,27 @@ impl View {
             } else {
                 (parent as usize) < slot
             };
-            if !parent_ok || name_ok.is_none() || nanos >= 1_000_000_000 {
+            if !parent_ok || name_ok.is_none() || (owner as usize) >= owners.len().max(1) {
                 return None;
             }
-            if (owner as usize) >= owners.len().max(1) {
-                return None;
-            }
+            let mtime = match head[2] {
+                0 => Mtime::Ingested(secs),
+                1 => Mtime::Env,
+                _ => return None,
+            };
             let source = match head[0] {
-                TAG_DIR => None,
+                TAG_DIR => {
+                    child_counts.push(aux);
+                    None
+                }
                 TAG_OBJECT => Some(Source::Object(digest)),
                 TAG_PYC => Some(Source::Pyc(digest)),
-                TAG_INLINE => {
-                    inline_refs.push((slot, aux));
-                    Some(Source::Inline(Arc::from(&b""[..])))
-                }
-                TAG_LAZY => {
-                    lazies.push(slot);
-                    Some(Source::Lazy(Lazy::new(Vec::new)))
-                }
+                TAG_INLINE => Some(Source::Inline(inline.get(aux)?.clone())),
+                TAG_LAZY => Some(Source::Lazy(lazy(owner))),
                 _ => return None,
             };
             let kind = match source {
-                None => {
-                    child_counts.push(aux);
-                    new_dir()
-                }
+                None => new_dir(),
                 Some(source) => Kind::File {
                     source,
                     size,
@@ -949,7 +980,7 @@ impl View {
             nodes.push(Node {
                 parent,
                 name: (off, len),
-                mtime: UNIX_EPOCH.checked_add(Duration::new(secs, nanos))?,
+                mtime,
                 owner,
                 kind,
             });
@@ -980,40 +1011,39 @@ impl View {
         if listed.iter().skip(1).any(|&l| !l) {
             return None;
         }
-        let inline: Vec<Arc<[u8]>> = (0..r.len()?)
-            .map(|_| r.bytes().map(Arc::from))
-            .collect::<Option<_>>()?;
         if !r.0.is_empty() || !nodes[ROOT_SLOT as usize].is_dir() {
             return None;
         }
-        let mut tree = Tree {
+        let tree = Tree {
             nodes,
             names,
             table,
         };
-        for (slot, i) in inline_refs {
-            let bytes = inline.get(i)?.clone();
-            if let Kind::File { source, .. } = &mut tree.nodes[slot].kind {
-                *source = Source::Inline(bytes);
-            }
-        }
-        for slot in lazies {
-            let made = lazy(tree.nodes[slot].owner, &tree.path_of(slot as Slot));
-            if let Kind::File { source, .. } = &mut tree.nodes[slot].kind {
-                *source = Source::Lazy(made);
-            }
-        }
         Some(View {
             max_ino: tree.nodes.len() as Ino,
             inos: Vec::new(),
             slots: FxHashMap::default(),
+            total_bytes: stored_bytes(&tree),
             tree,
             cache_tag,
             owners,
-            total_bytes,
+            env_mtime,
             overridden: Vec::new(),
         })
     }
+}
+
+/// The bytes of a tree's files as stored, not [`Node::size`]: that would
+/// render every lazy file (each dist's RECORD) at mount time, which
+/// laziness exists to avoid. statfs may leave out those few KiB.
+fn stored_bytes(tree: &Tree) -> u64 {
+    tree.nodes
+        .iter()
+        .map(|n| match n.kind {
+            Kind::File { size, .. } => size,
+            Kind::Dir { .. } => 0,
+        })
+        .sum()
 }
 
 /// Little-endian fields of an image, front to back; `None` past the end.
@@ -1278,7 +1308,7 @@ mod tests {
                     "{ino} {} parent={} {:?} owner={} perm={:o} size={} {source} {kids:?}",
                     v.path_of(ino),
                     v.parent(ino),
-                    n.mtime,
+                    v.mtime(n),
                     n.owner,
                     n.perm(),
                     n.size()
@@ -1292,15 +1322,12 @@ mod tests {
         let built = every_kind();
         let image = built.to_image();
         let made = std::sync::Mutex::new(Vec::new());
-        let lazy = |owner: u32, path: &str| {
-            made.lock().unwrap().push((owner, path.to_string()));
+        let lazy = |owner: u32| {
+            made.lock().unwrap().push(owner);
             Lazy::new(|| b"record".to_vec())
         };
-        let loaded = View::from_image(&image, &lazy).unwrap();
-        assert_eq!(
-            *made.lock().unwrap(),
-            [(1, "z-1.dist-info/RECORD".to_string())]
-        );
+        let loaded = View::from_image(&image, epoch_secs(5), &lazy).unwrap();
+        assert_eq!(*made.lock().unwrap(), [1], "made once, for its owner");
         assert_eq!(served(&loaded), served(&built));
         assert_eq!(loaded.owners, built.owners);
         assert_eq!(loaded.cache_tag, built.cache_tag);
@@ -1313,19 +1340,37 @@ mod tests {
     }
 
     #[test]
+    fn an_image_serves_the_env_mtime_it_is_loaded_with_and_keeps_dist_times() {
+        let built = every_kind();
+        let lazy = |_: u32| Lazy::new(Vec::new);
+        let later = epoch_secs(5_000_000);
+        let loaded = View::from_image(&built.to_image(), later, &lazy).unwrap();
+        let mtime = |v: &View, path: &str| v.mtime(v.get(v.resolve(path).unwrap()).unwrap());
+        for path in ["", "ns", "ns/z/__pycache__", "a-1.dist-info/INSTALLER"] {
+            assert_eq!(mtime(&built, path), epoch_secs(5), "{path:?}");
+            assert_eq!(mtime(&loaded, path), later, "{path:?}");
+        }
+        for path in ["ns/z/mod.py", "ns/z/__pycache__/mod.cpython-311.pyc"] {
+            assert_eq!(mtime(&loaded, path), mtime(&built, path), "{path:?}");
+            assert_ne!(mtime(&loaded, path), later, "{path:?}");
+        }
+    }
+
+    #[test]
     fn a_damaged_or_cut_image_is_refused_never_trusted() {
         let image = every_kind().to_image();
-        let lazy = |_: u32, _: &str| Lazy::new(Vec::new);
+        let lazy = |_: u32| Lazy::new(Vec::new);
         for len in 0..image.len() {
             assert!(
-                View::from_image(&image[..len], &lazy).is_none(),
+                View::from_image(&image[..len], epoch_secs(5), &lazy).is_none(),
                 "cut at {len}"
             );
         }
         for i in 0..image.len() {
             let mut bad = image.clone();
             bad[i] ^= 0x40;
-            assert!(View::from_image(&bad, &lazy).is_none(), "byte {i} flipped");
+            let loaded = View::from_image(&bad, epoch_secs(5), &lazy);
+            assert!(loaded.is_none(), "byte {i} flipped");
         }
     }
 
@@ -1334,14 +1379,14 @@ mod tests {
         // A damaged image whose checksum was made to match: only the
         // structural checks stand between it and the mount.
         let image = every_kind().to_image();
-        let lazy = |_: u32, _: &str| Lazy::new(Vec::new);
+        let lazy = |_: u32| Lazy::new(Vec::new);
         for i in 16..image.len() {
             for bit in [0x01, 0x80] {
                 let mut bad = image.clone();
                 bad[i] ^= bit;
                 let sum = image_checksum(&bad[16..]);
                 bad[8..16].copy_from_slice(&sum.to_le_bytes());
-                if let Some(v) = View::from_image(&bad, &lazy) {
+                if let Some(v) = View::from_image(&bad, epoch_secs(5), &lazy) {
                     served(&v);
                     for ino in 1..=v.len() as Ino {
                         assert_eq!(v.lookup(ino, "no such name"), None);

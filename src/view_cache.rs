@@ -2,8 +2,13 @@
 //! merged view from `STORE/views/` instead of reading and merging every
 //! dist's index again, which is most of what `sitefs mount` costs.
 //!
-//! An image is a cache, never authoritative. Its name is a hash of the
-//! manifest (content and mtime) and of this sitefs version, and it records
+//! An image is a cache, never authoritative. Its name is a hash of what
+//! the view depends on (the manifest's dists, interpreter and conflict
+//! policy) and of this sitefs version, so every env of the same dists
+//! shares one: a second `env create` of a requirement set loads the view
+//! the first one merged. The env's own parts (its path, its manifest's
+//! mtime) are applied at load: they shape only the RECORDs rendered at
+//! read time and the mtime served for `Mtime::Env`. An image records
 //! the identity (inode, size, mtime) of every store file the view depends
 //! on: each dist's directory and its bytecode marker. A mount uses an
 //! image only when those all still match and its checksum holds; otherwise
@@ -15,10 +20,10 @@ use std::io::Write as _;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::hashing::Digest;
-use crate::manifest::{build_view, lazy_record, Manifest, ManifestError};
+use crate::manifest::{build_view, lazy_record, EnvSpec, Manifest, ManifestError, PythonSpec};
 use crate::store::{is_valid_id, Store};
 use crate::view::{Lazy, View};
 
@@ -73,7 +78,7 @@ pub fn load_or_build(
     let from_image = Store::open(&m.store_path(manifest_path))
         .ok()
         .and_then(|store| {
-            let path = image_path(&store, m, dir_mtime)?;
+            let path = image_path(&store, m)?;
             let stamps = stamps(&store, m)?;
             Some((store, path, stamps))
         });
@@ -81,7 +86,7 @@ pub fn load_or_build(
         let (store, view) = build_view(m, manifest_path, dir_mtime)?;
         return Ok((store, view, None));
     };
-    if let Some(view) = load(&store, m, &path, &stamps) {
+    if let Some(view) = load(&store, m, dir_mtime, &path, &stamps) {
         log::info!(
             "view of {} nodes loaded from {}",
             view.len(),
@@ -98,32 +103,48 @@ pub fn load_or_build(
     Ok((store, view, Some(pending)))
 }
 
-fn load(store: &Store, m: &Manifest, path: &Path, stamps: &[u8]) -> Option<View> {
+fn load(
+    store: &Store,
+    m: &Manifest,
+    dir_mtime: SystemTime,
+    path: &Path,
+    stamps: &[u8],
+) -> Option<View> {
     let map = Mapped::open(path)?;
     let (len, rest) = map.bytes().split_first_chunk::<4>()?;
     let (recorded, image) = rest.split_at_checked(u32::from_le_bytes(*len) as usize)?;
     if recorded != stamps {
         return None;
     }
-    let lazy = |owner: u32, _: &str| {
+    let lazy = |owner: u32| {
         m.dists
             .get(owner as usize)
             .and_then(|d| lazy_record(m, store, d))
             .unwrap_or_else(|| Lazy::new(Vec::new))
     };
-    View::from_image(image, &lazy)
+    View::from_image(image, dir_mtime, &lazy)
 }
 
-/// `STORE/views/<hash>`: one name per manifest content, mtime (served as
-/// the directories' mtime) and sitefs version.
-fn image_path(store: &Store, m: &Manifest, dir_mtime: SystemTime) -> Option<PathBuf> {
-    let since = dir_mtime.duration_since(UNIX_EPOCH).unwrap_or_default();
+/// `STORE/views/<hash>`: one name per view content and sitefs version.
+/// The key is the manifest without the parts that do not shape the view
+/// (the store's path, the interpreter's path, the env's prefix), so any
+/// part added to manifests later keys images until shown harmless here.
+fn image_path(store: &Store, m: &Manifest) -> Option<PathBuf> {
+    let shared = Manifest {
+        store: PathBuf::new(),
+        python: PythonSpec {
+            executable: None,
+            ..m.python.clone()
+        },
+        env: m.env.as_ref().map(|_| EnvSpec {
+            prefix: PathBuf::new(),
+        }),
+        ..m.clone()
+    };
     let key = format!(
-        "sitefs {}\nmtime {}.{:09}\n{}",
+        "sitefs {}\n{}",
         env!("CARGO_PKG_VERSION"),
-        since.as_secs(),
-        since.subsec_nanos(),
-        toml::to_string(m).ok()?
+        toml::to_string(&shared).ok()?
     );
     let name = Digest::of(key.as_bytes()).to_hex();
     Some(store.root().join(VIEWS_DIR).join(name))

@@ -905,6 +905,62 @@ fn record_lists_the_real_scripts_pip_uninstall_fails_and_env_repair_restores() {
     );
 }
 
+/// Envs of the same wheels share one view image: the second `env create`
+/// loads the view the first one's mount saved, yet serves its own env: a
+/// RECORD hashing its own scripts (which name its own python) and its own
+/// manifest's mtime on directories.
+#[test]
+fn a_second_env_of_the_same_wheels_loads_the_first_ones_view_but_serves_its_own_env() {
+    let work = Work::new();
+    let pkg = work.wheel(&pkg_wheel());
+    let other = work.wheel(&other_wheel("1.0"));
+    let args = [pkg.as_os_str(), other.as_os_str()];
+    let a = work.create(&work.path("a"), &args);
+    let image = the_file_in(&work.store().join("views"));
+
+    let b = Venv::guard(&work.path("b"));
+    let mut verbose = args.to_vec();
+    verbose.push(OsStr::new("-v"));
+    let out = work.create_cmd(&b.path, &verbose);
+    assert_success(&out);
+    let log = stderr_of(&out);
+    assert!(
+        log.contains(&format!("loaded from {}", image.display())),
+        "the second env did not load {}:\n{log}",
+        image.display()
+    );
+    let record = |v: &Venv| {
+        verify_record(&v.sp(), "sfpkg-1.0.dist-info");
+        fs::read(v.sp().join("sfpkg-1.0.dist-info/RECORD")).unwrap()
+    };
+    assert_ne!(record(&a), record(&b), "each RECORD hashes its own scripts");
+    let mtime = |p: &Path| fs::metadata(p).unwrap().modified().unwrap();
+    let manifests = [&a, &b].map(|v| mtime(&v.path.join("sitefs.toml")));
+    assert_ne!(
+        manifests[0], manifests[1],
+        "the two envs need their own mtimes"
+    );
+    for (v, manifest) in [&a, &b].into_iter().zip(manifests) {
+        for dir in ["", "sfpkg", "sfpkg/__pycache__", "sfpkg-1.0.dist-info"] {
+            assert_eq!(
+                mtime(&v.sp().join(dir)),
+                manifest,
+                "{dir:?} of {:?}",
+                v.path
+            );
+        }
+    }
+    let file = |v: &Venv| mtime(&v.sp().join("sfpkg/core.py"));
+    assert_eq!(file(&a), file(&b), "a dist's files keep their ingest time");
+    assert_eq!(
+        vpy_ok(
+            &b.path,
+            "import sfpkg, sfother; print(sfpkg.VALUE, sfother.WHO)"
+        ),
+        "sfpkg-value other\n"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 5. Requirements files
 // ---------------------------------------------------------------------------

@@ -1370,21 +1370,6 @@ fn served_tree(mnt: &Path) -> Vec<String> {
     out
 }
 
-/// The one file in `dir`, once there is exactly one.
-fn the_file_in(dir: &Path) -> PathBuf {
-    let files = || -> Vec<PathBuf> {
-        fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .map(|e| e.unwrap().path())
-            .collect()
-    };
-    wait_for(&format!("one file in {}", dir.display()), || {
-        files().len() == 1
-    });
-    files().remove(0)
-}
-
 /// A remount of an unchanged manifest loads the view's image, which the
 /// first mount wrote once live, and serves the very same tree; a damaged
 /// image is not trusted: the view is built again and the image rewritten.

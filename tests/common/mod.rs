@@ -14,7 +14,9 @@ pub mod wheel;
 
 pub use envs::*;
 pub use ext::{build_extension_module, ext_suffix, python_eval, EXT_MAGIC};
-pub use mounts::{is_mounted, mountinfo_entries, unescape_mountinfo, wait_for, DEADLINE};
+pub use mounts::{
+    is_mounted, mountinfo_entries, the_file_in, unescape_mountinfo, wait_for, DEADLINE,
+};
 pub use process::{
     fd_targets, holds_dev_fuse, output_within, process_alive, processes_with_arg,
     processes_with_arg_where,

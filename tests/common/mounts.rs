@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How long any awaited condition may take before the test fails.
@@ -57,4 +57,19 @@ pub fn mountinfo_entries(p: &Path) -> Vec<String> {
 
 pub fn is_mounted(p: &Path) -> bool {
     !mountinfo_entries(p).is_empty()
+}
+
+/// The one file in `dir`, once there is exactly one.
+pub fn the_file_in(dir: &Path) -> PathBuf {
+    let files = || -> Vec<PathBuf> {
+        fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().path())
+            .collect()
+    };
+    wait_for(&format!("one file in {}", dir.display()), || {
+        files().len() == 1
+    });
+    files().remove(0)
 }
