@@ -31,7 +31,6 @@ trap 'exit 130' INT TERM
 LOOP_INODE_RATIO=${LOOP_INODE_RATIO:-16384} workfs_setup "$CACHE/work-adopt.img"
 
 used() { sync; df -B1 --output=used "$W" | tail -1; }
-duskip() { du -sbx "$@" | awk '{ s += $1 } END { print s }'; }
 
 base=$(used)
 log "making $K pip venvs (python -m venv + pip install --no-index, ~1 min each)"

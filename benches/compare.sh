@@ -5,6 +5,8 @@
 #   create      `sitefs env create` (warm store) vs uv (warm cache, hard links),
 #               uv --compile-bytecode, `venv` + `pip install`
 #   disk        df delta per env, for each tool
+#   adopt       `sitefs adopt` of the SLOW_N-1 spare pip venvs into a fresh
+#               store: their own files before/after, store vs one pip venv
 #   imports     the heavy stack (benches/imports.py), warm and cold page cache,
 #               `pip list`, importlib.metadata.entry_points(), open latency,
 #               daemon RSS: sitefs venv (per open mode) vs a pip venv
@@ -102,7 +104,38 @@ phase_create() {
     log "created $K sitefs and uv envs, $SLOW_N uv --compile-bytecode envs"
     for i in $(seq "$K"); do remove_env sitefs "$W/sitefs-$i"; done
     rm -rf "$W"/uv-[0-9]* "$W"/uvc-[0-9]*
-    for i in $(seq 2 "$SLOW_N"); do rm -rf "$W/pip-$i"; done
+}
+
+# `sitefs adopt` of the pip venvs beyond pip-1 (the import phases still
+# need that one) into a fresh store: the venvs' own files before and after
+# (du, mounts excluded), the store against one pip venv, and the time per
+# venv (the first fills the cold store: ingest + bytecode). Each adopted
+# venv must still import numpy from its own site-packages.
+phase_adopt() {
+    local i v kind store=$W/adopt-store venvs=()
+    for i in $(seq 2 "$SLOW_N"); do venvs+=("$W/pip-$i"); done
+    if [ ${#venvs[@]} -eq 0 ]; then
+        log "adopt: skipped (SLOW_N=1 leaves no pip venv to adopt)"
+        return
+    fi
+    record adopt_files pip "$(duskip "${venvs[@]}")"
+    record adopt_store pip "$(duskip "$W/pip-1")"
+    kind=adopt_first
+    for v in "${venvs[@]}"; do
+        sync
+        timed "$SITEFS" adopt -q --store "$store" "$v"
+        record "$kind" sitefs "$TIME"
+        log "adopted $(basename "$v") in $(calc "$TIME" 1) s"
+        kind=adopt_next
+    done
+    record adopt_files sitefs "$(duskip "${venvs[@]}")"
+    record adopt_store sitefs "$(duskip "$store")"
+    mkdir -p "$W/mpl-adopt"
+    for v in "${venvs[@]}"; do
+        check_imports_from "$v/bin/python" "$W/mpl-adopt" "$v/lib/python$PYVER/site-packages"
+        remove_env sitefs "$v"
+    done
+    rm -rf "$store" "$W/mpl-adopt"
 }
 
 # pairs METRIC RUN: N rounds of `RUN pip; RUN sitefs`, recording each TIME.
@@ -269,6 +302,8 @@ log "ingest: $SLOW_N x (sitefs store add, venv + pip install)"
 phase_ingest
 log "env create: $K x sitefs, uv; $SLOW_N x uv --compile-bytecode"
 phase_create
+log "adopt: the $((SLOW_N - 1)) pip venvs beyond pip-1"
+phase_adopt
 for mode in "${MODES[@]}"; do phase_use "$mode"; done
 phase_pagecache
 

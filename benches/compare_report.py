@@ -51,6 +51,15 @@ def rows(meta):
           ("uv `--compile-bytecode`", ("disk", "uvc")),
           ("`venv` + `pip install`", ("disk", "pip"))], "bytes", "mean"),
     ]
+    adopted = int(slow) - 1
+    out += [
+        (f"`sitefs adopt` of {adopted} pip venv{'s' if adopted != 1 else ''}: their own files (`du`, mounts excluded)",
+         ("adopt_files", "sitefs"), [("the same venvs before", ("adopt_files", "pip"))], "bytes", "mean"),
+        ("— the store their adoption made", ("adopt_store", "sitefs"),
+         [("one pip venv (`du`)", ("adopt_store", "pip"))], "bytes", "mean"),
+        ("— adopt time, first venv (cold store: ingest + bytecode)", ("adopt_first", "sitefs"), [], "time", "median"),
+        ("— adopt time, each further venv", ("adopt_next", "sitefs"), [], "time", "median"),
+    ]
     for mode in meta["modes"].split():
         m = f"open={mode}"
         out += [

@@ -233,6 +233,9 @@ import_run() {
     timed env MPLBACKEND=Agg MPLCONFIGDIR="$2" "$1" "$BENCH_DIR/imports.py" >"$W/import.out"
     INPROC=$(<"$W/import.out")
 }
+# duskip DIR...: bytes of the files under the DIRs, on their own
+# filesystem only (so a sitefs mount inside a venv is not counted).
+duskip() { du -sbx "$@" | awk '{ s += $1 } END { print s }'; }
 # check_imports_from PYTHON MPLCONFIGDIR SITE: numpy must come from SITE.
 check_imports_from() {
     local where
