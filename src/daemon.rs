@@ -23,7 +23,7 @@ use log::{error, info};
 
 use crate::fs::{FuseAdapter, OpenMode, PycMode, SiteFs, ViewState};
 use crate::lock::UseGuard;
-use crate::manifest::{Manifest, ManifestError};
+use crate::manifest::{open_store, Manifest, ManifestError};
 use crate::roots::MountRoot;
 use crate::store::Store;
 use crate::uring::{Starter, UringMode};
@@ -294,10 +294,9 @@ pub fn load_view(manifest_path: &Path) -> Result<(Store, View, Vec<String>), Man
 fn reload_view(manifest_path: &Path) -> Result<(UseGuard, View, Vec<String>), ManifestError> {
     let m = Manifest::load(manifest_path)?;
     let guard = UseGuard::acquire(&m.store_path(manifest_path));
-    let (_, view, dists, image) = view_of(m, manifest_path)?;
-    if let Some(image) = image {
-        image.save(&view);
-    }
+    // No image: the manifest was just rewritten, like a new env's (see
+    // `env::build_env`); the next mount of it writes one.
+    let (_, view, dists, _no_image) = view_of(m, manifest_path)?;
     Ok((guard, view, dists))
 }
 
@@ -309,7 +308,8 @@ fn view_of(m: Manifest, manifest_path: &Path) -> Result<ViewOf, ManifestError> {
     let mtime = std::fs::metadata(manifest_path)
         .and_then(|m| m.modified())
         .unwrap_or(UNIX_EPOCH);
-    let (store, view, image) = view_cache::load_or_build(&m, manifest_path, mtime)?;
+    let store = open_store(&m, manifest_path)?;
+    let (view, image) = view_cache::load_or_build(&m, &store, manifest_path, mtime)?;
     Ok((
         store,
         view,

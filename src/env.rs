@@ -25,7 +25,7 @@ use crate::scripts::{env_files, EnvContent, EnvFile, EnvLayout};
 use crate::store::{io_at, Store, StoreError};
 use crate::venv;
 use crate::view::View;
-use crate::view_cache::{self, PendingImage};
+use crate::view_cache;
 use crate::wheel::normalize_name;
 
 /// The manifest's name inside a venv.
@@ -128,7 +128,7 @@ pub fn create(req: CreateRequest) -> Result<Created, EnvError> {
     let stage = stage_dir(&paths.venv)?;
     let built = build_env(&stage, &store, &interp, &paths, &manifest, &chosen);
     log::debug!("built the venv at {:.1?}", t0.elapsed());
-    let (scripts, view, image) = match built.and_then(|b| finish_dir(&stage, &paths).map(|()| b)) {
+    let (scripts, view) = match built.and_then(|b| finish_dir(&stage, &paths).map(|()| b)) {
         Ok(b) => b,
         Err(e) => {
             let _ = fs::remove_dir_all(&stage);
@@ -144,7 +144,7 @@ pub fn create(req: CreateRequest) -> Result<Created, EnvError> {
                 mountpoint,
                 dists: manifest.dists.iter().map(|d| d.id.clone()).collect(),
                 guard: None,
-                image,
+                image: None,
             };
             daemon::launch(p, &req.mount, false)
         })
@@ -237,6 +237,16 @@ fn stage_dir(venv: &Path) -> Result<PathBuf, EnvError> {
 /// Write the venv skeleton, the manifest and every dist's env files
 /// into `stage`, and build the view the mount will serve. Returns the
 /// number of files written to `bin/` and the view.
+///
+/// The view is merged (or loaded from an image another env of the same
+/// dists left) on a second thread while this one writes the venv: one is
+/// CPU, the other waits on the filesystem's metadata updates, so the
+/// create costs the longer of the two, not their sum. Either failing
+/// leaves only `stage`, which the caller removes; a view error (a
+/// conflict, store damage) is reported first, as the more fundamental.
+/// No image is written here: one costs ~3 MB per set of dists, which
+/// pays off for envs that are mounted again (see `crate::view_cache`),
+/// not for every env created.
 fn build_env(
     stage: &Path,
     store: &Store,
@@ -244,19 +254,39 @@ fn build_env(
     paths: &EnvPaths,
     manifest: &Manifest,
     chosen: &[(DistMeta, bool)],
-) -> Result<(usize, View, Option<PendingImage>), EnvError> {
-    // Save the manifest and build the view first: conflicts and store
-    // damage surface before anything else is written. The staged
-    // manifest's mtime survives the rename, so the view's directory
-    // mtime is the one a later remount will serve.
+) -> Result<(usize, View), EnvError> {
+    // The staged manifest's mtime survives the rename, so the view's
+    // directory mtime is the one a later remount will serve.
     let staged_manifest = stage.join(MANIFEST_NAME);
     manifest.save(&staged_manifest).map_err(io_at(stage))?;
     let mtime = fs::metadata(&staged_manifest)
         .and_then(|m| m.modified())
         .map_err(io_at(stage))?;
-    let t0 = Instant::now();
-    let (_, view, image) = view_cache::load_or_build(manifest, &paths.manifest, mtime)?;
-    log::debug!("view of {} nodes built in {:.1?}", view.len(), t0.elapsed());
+    let (view, scripts) = std::thread::scope(|scope| {
+        let view = scope.spawn(|| {
+            let t0 = Instant::now();
+            let built = view_cache::load_or_build(manifest, store, &paths.manifest, mtime);
+            log::debug!("view ready in {:.1?}", t0.elapsed());
+            built
+        });
+        let scripts = write_venv(stage, store, interp, paths, manifest, chosen);
+        let view = view.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (view, scripts)
+    });
+    let (view, _no_image) = view?;
+    Ok((scripts?, view))
+}
+
+/// The venv around the mount: skeleton and every dist's env files.
+/// Returns the number of files written to `bin/`.
+fn write_venv(
+    stage: &Path,
+    store: &Store,
+    interp: &Interpreter,
+    paths: &EnvPaths,
+    manifest: &Manifest,
+    chosen: &[(DistMeta, bool)],
+) -> Result<usize, EnvError> {
     let layout = paths.layout(manifest);
     let ids: Vec<&str> = chosen.iter().map(|(m, _)| m.id.as_str()).collect();
     let files = all_env_files(store, &layout, &ids)?;
@@ -270,7 +300,7 @@ fn build_env(
             .filter(|f| f.path.starts_with("bin/"))
             .count();
     }
-    Ok((scripts, view, image))
+    Ok(scripts)
 }
 
 /// The env files (scripts, headers, data) of each dist, by dist id.
@@ -456,7 +486,7 @@ pub fn add(venv: &Path, sources: &Sources, quiet: bool) -> Result<usize, EnvErro
         added.push(meta);
     }
     let layout = paths.layout(&m);
-    build_view(&m, &paths.manifest, UNIX_EPOCH)?;
+    build_view(&m, &store, &paths.manifest, UNIX_EPOCH)?;
     let ids: Vec<&str> = m.dists.iter().map(|d| d.id.as_str()).collect();
     let files = all_env_files(&store, &layout, &ids)?;
     check_env_file_conflicts(&files)?;

@@ -282,19 +282,25 @@ fn parse_error(text: &str, origin: &str, e: &toml::de::Error) -> ManifestError {
 /// readers the merge, on the mount's critical path, never waits.
 const LOADERS: usize = 2;
 
+/// The store a manifest names.
+pub fn open_store(m: &Manifest, manifest_path: &Path) -> Result<Store, ManifestError> {
+    Store::open(&m.store_path(manifest_path)).map_err(|err| ManifestError::Store {
+        path: manifest_path.display().to_string(),
+        err,
+    })
+}
+
 /// Check a manifest against its store and build its view: every problem
 /// a mount would hit, found before mounting. `dir_mtime` is what the view
-/// serves as directory mtime.
+/// serves as directory mtime. Indexes already in `store`'s cache (those
+/// `env create` just resolved) are not read again.
 pub fn build_view(
     m: &Manifest,
+    store: &Store,
     manifest_path: &Path,
     dir_mtime: SystemTime,
-) -> Result<(Store, View), ManifestError> {
+) -> Result<View, ManifestError> {
     let path = manifest_path.display().to_string();
-    let store = Store::open(&m.store_path(manifest_path)).map_err(|err| ManifestError::Store {
-        path: path.clone(),
-        err,
-    })?;
     let view = std::thread::scope(|scope| {
         // Reading and parsing the dists' indexes costs more than merging
         // them: LOADERS threads read dists round-robin, each in manifest
@@ -302,7 +308,7 @@ pub fn build_view(
         let rxs: Vec<_> = (0..LOADERS)
             .map(|k| {
                 let (tx, rx) = std::sync::mpsc::channel();
-                let (loader, tag) = (&store, &m.python.cache_tag);
+                let (loader, tag) = (store, &m.python.cache_tag);
                 scope.spawn(move || {
                     for d in m.dists.iter().skip(k).step_by(LOADERS) {
                         let index = loader.load(&d.id);
@@ -327,11 +333,11 @@ pub fn build_view(
             let loaded = rxs[i % LOADERS]
                 .recv()
                 .expect("an index loader stops only when told");
-            add_dist(m, &path, &store, &mut builder, d, loaded)?;
+            add_dist(m, &path, store, &mut builder, d, loaded)?;
         }
         Ok(builder.finish())
     })?;
-    Ok((store, view))
+    Ok(view)
 }
 
 /// What the loader thread found for one dist: its index, then its pyc

@@ -5,16 +5,22 @@
 //! An image is a cache, never authoritative. Its name is a hash of what
 //! the view depends on (the manifest's dists, interpreter and conflict
 //! policy) and of this sitefs version, so every env of the same dists
-//! shares one: a second `env create` of a requirement set loads the view
-//! the first one merged. The env's own parts (its path, its manifest's
-//! mtime) are applied at load: they shape only the RECORDs rendered at
-//! read time and the mtime served for `Mtime::Env`. An image records
-//! the identity (inode, size, mtime) of every store file the view depends
-//! on: each dist's directory and its bytecode marker. A mount uses an
-//! image only when those all still match and its checksum holds; otherwise
-//! it builds the view and, once the mount is live, writes a fresh image.
-//! A store this user may not write just gets no images; `sitefs gc` clears
-//! them all, and the next mount of each manifest writes its own again.
+//! shares one. The env's own parts (its path, its manifest's mtime) are
+//! applied at load: they shape only the RECORDs rendered at read time and
+//! the mtime served for `Mtime::Env`. An image records the identity
+//! (inode, size, mtime) of every store file the view depends on: each
+//! dist's directory and its bytecode marker. A mount uses an image only
+//! when those all still match and its checksum holds; otherwise it builds
+//! the view.
+//!
+//! Only a mount of an existing manifest (`sitefs mount`, `env mount`,
+//! fstab, autofs, a container start) writes an image, once it is live:
+//! an image costs ~3 MB for a 50-dist env, which pays off for what is
+//! mounted again, while most manifests `env create` or `env add` writes
+//! are mounted once. `env create` still loads an image when one exists,
+//! such as one a remount of another env of the same dists wrote.
+//! A store this user may not write just gets no images; `sitefs gc`
+//! clears them all, and the next remount of each set writes its own.
 
 use std::io::Write as _;
 use std::os::fd::AsRawFd;
@@ -69,38 +75,31 @@ impl PendingImage {
 }
 
 /// The manifest's view: from its image when one is current, else built,
-/// with the image to write once the mount is live.
+/// with the image a remount should write once it is live.
 pub fn load_or_build(
     m: &Manifest,
+    store: &Store,
     manifest_path: &Path,
     dir_mtime: SystemTime,
-) -> Result<(Store, View, Option<PendingImage>), ManifestError> {
-    let from_image = Store::open(&m.store_path(manifest_path))
-        .ok()
-        .and_then(|store| {
-            let path = image_path(&store, m)?;
-            let stamps = stamps(&store, m)?;
-            Some((store, path, stamps))
-        });
-    let Some((store, path, stamps)) = from_image else {
-        let (store, view) = build_view(m, manifest_path, dir_mtime)?;
-        return Ok((store, view, None));
+) -> Result<(View, Option<PendingImage>), ManifestError> {
+    let (Some(path), Some(stamps)) = (image_path(store, m), stamps(store, m)) else {
+        return Ok((build_view(m, store, manifest_path, dir_mtime)?, None));
     };
-    if let Some(view) = load(&store, m, dir_mtime, &path, &stamps) {
+    if let Some(view) = load(store, m, dir_mtime, &path, &stamps) {
         log::info!(
             "view of {} nodes loaded from {}",
             view.len(),
             path.display()
         );
-        return Ok((store, view, None));
+        return Ok((view, None));
     }
-    let (store, view) = build_view(m, manifest_path, dir_mtime)?;
+    let view = build_view(m, store, manifest_path, dir_mtime)?;
     let pending = PendingImage {
         store: store.clone(),
         path,
         stamps,
     };
-    Ok((store, view, Some(pending)))
+    Ok((view, Some(pending)))
 }
 
 fn load(
