@@ -126,7 +126,14 @@ pub fn create(req: CreateRequest) -> Result<Created, EnvError> {
     log::debug!("resolved {} dists at {:.1?}", chosen.len(), t0.elapsed());
     let manifest = new_manifest(&store, &interp, &paths, &chosen);
     let stage = stage_dir(&paths.venv)?;
-    let built = build_env(&stage, &store, &interp, &paths, &manifest, &chosen);
+    let new = NewEnv {
+        store: &store,
+        interp: &interp,
+        paths: &paths,
+        manifest: &manifest,
+        chosen: &chosen,
+    };
+    let built = build_env(&stage, &new);
     log::debug!("built the venv at {:.1?}", t0.elapsed());
     let (scripts, view) = match built.and_then(|b| finish_dir(&stage, &paths).map(|()| b)) {
         Ok(b) => b,
@@ -234,6 +241,15 @@ fn stage_dir(venv: &Path) -> Result<PathBuf, EnvError> {
     Ok(stage)
 }
 
+/// What `create` has resolved, for building the env in its stage dir.
+struct NewEnv<'a> {
+    store: &'a Store,
+    interp: &'a Interpreter,
+    paths: &'a EnvPaths,
+    manifest: &'a Manifest,
+    chosen: &'a [(DistMeta, bool)],
+}
+
 /// Write the venv skeleton, the manifest and every dist's env files
 /// into `stage`, and build the view the mount will serve. Returns the
 /// number of files written to `bin/` and the view.
@@ -247,14 +263,8 @@ fn stage_dir(venv: &Path) -> Result<PathBuf, EnvError> {
 /// No image is written here: one costs ~3 MB per set of dists, which
 /// pays off for envs that are mounted again (see `crate::view_cache`),
 /// not for every env created.
-fn build_env(
-    stage: &Path,
-    store: &Store,
-    interp: &Interpreter,
-    paths: &EnvPaths,
-    manifest: &Manifest,
-    chosen: &[(DistMeta, bool)],
-) -> Result<(usize, View), EnvError> {
+fn build_env(stage: &Path, new: &NewEnv) -> Result<(usize, View), EnvError> {
+    let (store, paths, manifest) = (new.store, new.paths, new.manifest);
     // The staged manifest's mtime survives the rename, so the view's
     // directory mtime is the one a later remount will serve.
     let staged_manifest = stage.join(MANIFEST_NAME);
@@ -269,7 +279,7 @@ fn build_env(
             log::debug!("view ready in {:.1?}", t0.elapsed());
             built
         });
-        let scripts = write_venv(stage, store, interp, paths, manifest, chosen);
+        let scripts = write_venv(stage, new);
         let view = view.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
         (view, scripts)
     });
@@ -279,19 +289,13 @@ fn build_env(
 
 /// The venv around the mount: skeleton and every dist's env files.
 /// Returns the number of files written to `bin/`.
-fn write_venv(
-    stage: &Path,
-    store: &Store,
-    interp: &Interpreter,
-    paths: &EnvPaths,
-    manifest: &Manifest,
-    chosen: &[(DistMeta, bool)],
-) -> Result<usize, EnvError> {
-    let layout = paths.layout(manifest);
-    let ids: Vec<&str> = chosen.iter().map(|(m, _)| m.id.as_str()).collect();
+fn write_venv(stage: &Path, new: &NewEnv) -> Result<usize, EnvError> {
+    let store = new.store;
+    let layout = new.paths.layout(new.manifest);
+    let ids: Vec<&str> = new.chosen.iter().map(|(m, _)| m.id.as_str()).collect();
     let files = all_env_files(store, &layout, &ids)?;
     check_env_file_conflicts(&files)?;
-    venv::create_skeleton(stage, &paths.venv, interp).map_err(io_at(stage))?;
+    venv::create_skeleton(stage, &new.paths.venv, new.interp).map_err(io_at(stage))?;
     let mut scripts = 0;
     for (_, dist_files) in &files {
         write_env_files(stage, store, dist_files)?;
