@@ -24,10 +24,10 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dist_index::{DistIndex, DistMeta};
-use crate::interpreter::Interpreter;
-use crate::record::{installed_record, InstalledExtras};
-use crate::scripts::{env_files, EnvLayout};
+use crate::env::record::{installed_record, InstalledExtras};
+use crate::env::scripts::{env_files, EnvLayout};
+use crate::resolve::interpreter::Interpreter;
+use crate::store::dist_index::{DistIndex, DistMeta};
 use crate::store::PycSizes;
 use crate::store::{Store, StoreError};
 use crate::view::{Conflict, ConflictPolicy, Lazy, View, ViewBuilder};

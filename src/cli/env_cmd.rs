@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use sitefs::daemon::MountOpts;
 use sitefs::env::{self, CreateRequest};
+use sitefs::mount::daemon::MountOpts;
 use sitefs::resolve::Sources;
 use sitefs::store::Store;
 
@@ -148,7 +148,7 @@ pub fn run(cmd: EnvCommand, quiet: bool) -> CliResult {
         }
         EnvCommand::Umount { venv } => env::umount(&venv)?,
         EnvCommand::Materialize { venv } => {
-            let n = sitefs::materialize::materialize(&venv)?;
+            let n = sitefs::env::materialize::materialize(&venv)?;
             if !quiet {
                 println!("{} is a plain venv again ({n} files)", venv.display());
             }
@@ -172,7 +172,7 @@ pub fn adopt(
 ) -> Result<(), super::CliError> {
     let opts = MountOpts::parse(&options.join(","))?;
     let store = Store::locate(store.store.as_deref())?;
-    let r = sitefs::adopt::adopt(venv, &store, &opts, dry_run, quiet)?;
+    let r = sitefs::env::adopt::adopt(venv, &store, &opts, dry_run, quiet)?;
     for f in &r.dropped {
         eprintln!("note: not carried over: {f} (a virtualenv/uv build shim, not needed to import packages)");
     }

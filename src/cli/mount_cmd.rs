@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use sitefs::daemon::{self, MountOpts, MountRequest};
-use sitefs::interpreter::Interpreter;
 use sitefs::manifest::{DistRef, Manifest};
+use sitefs::mount::daemon::{self, MountOpts, MountRequest};
+use sitefs::resolve::interpreter::Interpreter;
 use sitefs::store::Store;
 
 use super::{CliError, CliResult, StoreArg};

@@ -5,14 +5,14 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use sitefs::bytecode::CompilerPool;
-use sitefs::gc::{self, GcReport};
-use sitefs::ingest::{self, IngestOptions, Outcome};
-use sitefs::interpreter::Interpreter;
-use sitefs::lock::UseGuard;
-use sitefs::roots;
+use sitefs::resolve::interpreter::Interpreter;
+use sitefs::store::bytecode::CompilerPool;
+use sitefs::store::gc::{self, GcReport};
+use sitefs::store::ingest::{self, IngestOptions, Outcome};
+use sitefs::store::lock::UseGuard;
+use sitefs::store::roots;
+use sitefs::store::verify;
 use sitefs::store::Store;
-use sitefs::verify;
 
 use super::{CliResult, StoreArg};
 

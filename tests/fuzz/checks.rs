@@ -13,7 +13,7 @@ use std::io::{self, Cursor, Write};
 use std::path::Path;
 
 use sitefs::manifest::Manifest;
-use sitefs::pylock::Lock;
+use sitefs::resolve::pylock::Lock;
 use sitefs::wheel::{check_safe_path, Limits, Wheel};
 
 /// The file name the structured wheel target builds under.
@@ -239,7 +239,8 @@ pub fn requirements(data: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(data) else {
         return false;
     };
-    sitefs::requirements::parse_str(text, "fuzz.txt", Path::new("/nonexistent/fuzz")).is_ok()
+    sitefs::resolve::requirements::parse_str(text, "fuzz.txt", Path::new("/nonexistent/fuzz"))
+        .is_ok()
 }
 
 /// Parse a pylock.toml and, if valid, select wheels for a CPython 3.11

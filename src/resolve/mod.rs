@@ -5,16 +5,21 @@
 //! Every unsatisfiable item is collected and reported together, so a
 //! user fixes a requirements file in one pass, and nothing is created.
 
+pub mod interpreter;
+pub mod markers;
+pub mod pylock;
+pub mod requirements;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use crate::dist_index::DistMeta;
 use crate::hashing::Digest;
-use crate::ingest::expand_sources;
-use crate::interpreter::Interpreter;
-use crate::markers::{self, Version};
-use crate::pylock::Lock;
-use crate::requirements::{self, Requirement};
+use crate::resolve::interpreter::Interpreter;
+use crate::resolve::markers::Version;
+use crate::resolve::pylock::Lock;
+use crate::resolve::requirements::Requirement;
+use crate::store::dist_index::DistMeta;
+use crate::store::ingest::expand_sources;
 use crate::store::Store;
 use crate::wheel::{normalize_name, WheelName};
 
@@ -281,7 +286,7 @@ impl Resolver<'_> {
             }
         };
         let mut to_ingest = Vec::new();
-        for crate::pylock::Selected { package, wheel } in selected {
+        for crate::resolve::pylock::Selected { package, wheel } in selected {
             let label = format!(
                 "{}: {} {}",
                 path.display(),

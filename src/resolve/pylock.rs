@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::markers::{Marker, MarkerError, Version};
+use crate::resolve::markers::{Marker, MarkerError, Version};
 use crate::wheel::{normalize_name, WheelName};
 
 /// The top-level keys PEP 751 (version 1.0) defines. Anything else is

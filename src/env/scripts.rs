@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::dist_index::DistIndex;
 use crate::hashing::Digest;
+use crate::store::dist_index::DistIndex;
 use crate::wheel::Scheme;
 
 /// distlib's SCRIPT_TEMPLATE, as pip 23-25 use it.

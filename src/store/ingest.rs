@@ -28,10 +28,10 @@ use indicatif::ProgressBar;
 use log::{debug, info, warn};
 use rayon::prelude::*;
 
-use crate::bytecode::{CompileJob, CompileOutcome, CompilerPool};
-use crate::dist_index::{DistIndex, DistMeta, FileEntry};
 use crate::hashing::Digest;
 use crate::progress;
+use crate::store::bytecode::{CompileJob, CompileOutcome, CompilerPool};
+use crate::store::dist_index::{DistIndex, DistMeta, FileEntry};
 use crate::store::{dist_id, io_at, Store, StoreError};
 use crate::wheel::{wheel_digest, Entry, Limits, Wheel, WheelError};
 

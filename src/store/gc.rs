@@ -1,7 +1,7 @@
 //! `sitefs store gc`: delete every distribution, object and pyc that no
 //! root needs, and the caches derived from them (view images).
 //!
-//! Safety comes from [`crate::lock`]: gc takes the store's gc lock, waits
+//! Safety comes from [`crate::store::lock`]: gc takes the store's gc lock, waits
 //! until no ingest, env creation or mount is between reading the store and
 //! recording its root, and only then computes what is live (mark) and
 //! deletes the rest (sweep). Dists are removed by renaming them into
@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::hashing::Digest;
-use crate::lock::{GcLock, LockError};
-use crate::roots::{self, RootNote};
+use crate::store::lock::{GcLock, LockError};
+use crate::store::roots::{self, RootNote};
 use crate::store::{io_at, is_valid_id, Store, StoreError};
-use crate::view_cache::VIEWS_DIR;
+use crate::view::image::VIEWS_DIR;
 
 /// Why gc stopped without deleting anything more.
 #[derive(Debug, thiserror::Error)]

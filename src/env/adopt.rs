@@ -26,16 +26,16 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::Digest as _;
 
-use crate::bytecode::CompilerPool;
-use crate::daemon::{self, MountOpts};
-use crate::dist_index::DistMeta;
 use crate::env::{EnvError, MANIFEST_NAME};
 use crate::hashing::Digest;
-use crate::ingest::{self, IngestOptions};
-use crate::interpreter::Interpreter;
-use crate::lock::UseGuard;
 use crate::manifest::{DistRef, EnvSpec, Manifest};
-use crate::roots;
+use crate::mount::daemon::{self, MountOpts};
+use crate::resolve::interpreter::Interpreter;
+use crate::store::bytecode::CompilerPool;
+use crate::store::dist_index::DistMeta;
+use crate::store::ingest::{self, IngestOptions};
+use crate::store::lock::UseGuard;
+use crate::store::roots;
 use crate::store::{dist_id, io_at, Store};
 use crate::wheel::{
     csv_field, parse_entry_points, parse_record, wheel_digest, Limits, RecordHash, RecordRow, Wheel,
@@ -148,7 +148,7 @@ pub fn adopt(
     };
     let mut report = AdoptReport {
         dists: dists.len(),
-        site_packages_bytes: crate::gc::disk_usage(&v.site_packages),
+        site_packages_bytes: crate::store::gc::disk_usage(&v.site_packages),
         new_bytes: 0,
         dropped,
     };

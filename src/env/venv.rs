@@ -8,7 +8,7 @@ use std::io;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use crate::interpreter::Interpreter;
+use crate::resolve::interpreter::Interpreter;
 
 /// Activate scripts shipped in the stdlib's `venv/scripts/` directory.
 const ACTIVATE_SCRIPTS: [(&str, &str); 4] = [

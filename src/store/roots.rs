@@ -20,8 +20,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::hashing::Digest;
-use crate::lock::Owner;
 use crate::manifest::Manifest;
+use crate::store::lock::Owner;
 use crate::store::{io_at, Store, StoreError};
 use crate::wheel::normalize_name;
 

@@ -7,9 +7,9 @@ use std::fmt;
 
 use rayon::prelude::*;
 
-use crate::dist_index::{DistIndex, FileEntry, BINARY_FILE, FILES_FILE};
 use crate::hashing::{hash_file, Digest};
 use crate::progress;
+use crate::store::dist_index::{DistIndex, FileEntry, BINARY_FILE, FILES_FILE};
 use crate::store::{io_at, Store, StoreError};
 
 /// One damaged object and who needs it.

@@ -7,25 +7,30 @@
 //! atomically; the mount's daemon notices and swaps its view without
 //! unmounting, so running processes keep working.
 
+pub mod adopt;
+pub mod materialize;
+pub mod record;
+pub mod scripts;
+pub mod venv;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use crate::bytecode::CompilerPool;
-use crate::daemon::{self, MountError, MountOpts, Prepared};
-use crate::dist_index::{DistIndex, DistMeta};
-use crate::ingest;
-use crate::interpreter::Interpreter;
-use crate::lock::UseGuard;
+use crate::env::scripts::{env_files, EnvContent, EnvFile, EnvLayout};
 use crate::manifest::{build_view, DistRef, EnvSpec, Manifest, ManifestError};
+use crate::mount::daemon::{self, MountError, MountOpts, Prepared};
+use crate::resolve::interpreter::Interpreter;
 use crate::resolve::{self, ResolveError, Sources};
-use crate::roots;
-use crate::scripts::{env_files, EnvContent, EnvFile, EnvLayout};
+use crate::store::bytecode::CompilerPool;
+use crate::store::dist_index::{DistIndex, DistMeta};
+use crate::store::ingest;
+use crate::store::lock::UseGuard;
+use crate::store::roots;
 use crate::store::{io_at, Store, StoreError};
-use crate::venv;
+use crate::view::image;
 use crate::view::View;
-use crate::view_cache;
 use crate::wheel::normalize_name;
 
 /// The manifest's name inside a venv.
@@ -118,7 +123,7 @@ pub fn create(req: CreateRequest) -> Result<Created, EnvError> {
     }
     let t0 = Instant::now();
     let store = Store::open_or_create(&req.store)?;
-    // Until the env's root is recorded, gc must not run (see crate::lock).
+    // Until the env's root is recorded, gc must not run (see crate::store::lock).
     let _use = UseGuard::acquire(store.root());
     let interp = probe(&store, req.python.as_ref())?;
     log::debug!("probed {} at {:.1?}", interp.cache_tag, t0.elapsed());
@@ -261,7 +266,7 @@ struct NewEnv<'a> {
 /// leaves only `stage`, which the caller removes; a view error (a
 /// conflict, store damage) is reported first, as the more fundamental.
 /// No image is written here: one costs ~3 MB per set of dists, which
-/// pays off for envs that are mounted again (see `crate::view_cache`),
+/// pays off for envs that are mounted again (see `crate::view::image`),
 /// not for every env created.
 fn build_env(stage: &Path, new: &NewEnv) -> Result<(usize, View), EnvError> {
     let (store, paths, manifest) = (new.store, new.paths, new.manifest);
@@ -275,7 +280,7 @@ fn build_env(stage: &Path, new: &NewEnv) -> Result<(usize, View), EnvError> {
     let (view, scripts) = std::thread::scope(|scope| {
         let view = scope.spawn(|| {
             let t0 = Instant::now();
-            let built = view_cache::load_or_build(manifest, store, &paths.manifest, mtime);
+            let built = image::load_or_build(manifest, store, &paths.manifest, mtime);
             log::debug!("view ready in {:.1?}", t0.elapsed());
             built
         });

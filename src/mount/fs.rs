@@ -2,7 +2,7 @@
 //! operation in plain terms (attributes, bytes, directory entries); two
 //! transports carry those answers to the kernel: fuser's `/dev/fuse`
 //! loop ([`FuseAdapter`], which also negotiates the connection) and FUSE
-//! over io_uring ([`crate::uring`]), which answers each request on the
+//! over io_uring ([`crate::mount::uring`]), which answers each request on the
 //! CPU that issued it. All tree logic is in [`crate::view`].
 //!
 //! Two ways to serve file contents (see [`OpenMode`]):
@@ -513,12 +513,12 @@ pub(crate) const MAX_IO: usize = 1 << 20;
 /// this way.
 pub struct FuseAdapter {
     fs: Arc<SiteFs>,
-    uring: Option<crate::uring::Offer>,
+    uring: Option<crate::mount::uring::Offer>,
 }
 
 impl FuseAdapter {
     /// `uring`: ask the kernel for FUSE over io_uring and record its answer.
-    pub fn new(fs: Arc<SiteFs>, uring: Option<crate::uring::Offer>) -> Self {
+    pub fn new(fs: Arc<SiteFs>, uring: Option<crate::mount::uring::Offer>) -> Self {
         FuseAdapter { fs, uring }
     }
 }

@@ -13,7 +13,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::markers::{CompareOp, Marker, MarkerError, Version};
+use crate::resolve::markers::{CompareOp, Marker, MarkerError, Version};
 
 /// One pinned requirement.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,14 +16,16 @@
 //! per directory. Inode numbers are slot + 1 until a live reload
 //! renumbers the view after the one it replaces.
 
+pub mod image;
+
 use std::hash::Hasher;
 
 use rustc_hash::{FxHashMap, FxHasher};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::dist_index::DistIndex;
 use crate::hashing::{Digest, DigestMap};
+use crate::store::dist_index::DistIndex;
 
 /// Inode number; [`ROOT`] is the mount's root directory.
 pub type Ino = u64;
@@ -1089,7 +1091,7 @@ pub fn pyc_path(stem_path: &str, cache_tag: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dist_index::{DistMeta, FileEntry};
+    use crate::store::dist_index::{DistMeta, FileEntry};
     use crate::wheel::Scheme;
 
     fn dist(name: &str, files: &[(&str, &[u8])]) -> DistIndex {

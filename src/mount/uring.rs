@@ -32,7 +32,7 @@ use fuser::{Errno, FileAttr, FileType};
 use io_uring::{cqueue, opcode, squeue, types, EnterFlags, IoUring};
 use log::{debug, error, info, trace};
 
-use crate::fs::{BackingCache, Opened, SiteFs, MAX_IO};
+use crate::mount::fs::{BackingCache, Opened, SiteFs, MAX_IO};
 
 /// Whether to serve requests over io_uring (`-o uring=...`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -598,7 +598,7 @@ fn cpu_count(which: &str) -> io::Result<usize> {
 
 // ---- the FUSE wire format (little-endian host order) --------------------
 
-const TTL_SECS: u64 = crate::fs::TTL.as_secs();
+const TTL_SECS: u64 = crate::mount::fs::TTL.as_secs();
 const ATTR_LEN: usize = 88;
 const ENTRY_LEN: usize = 40 + ATTR_LEN;
 

@@ -35,7 +35,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::interpreter::Interpreter;
+use crate::resolve::interpreter::Interpreter;
 
 /// Most jobs sent to one worker at once: big enough to amortise the round
 /// trip, small enough to balance work across workers, and few enough that

@@ -21,14 +21,14 @@ use std::time::UNIX_EPOCH;
 use fuser::{Config, MountOption, Session, SessionACL};
 use log::{error, info};
 
-use crate::fs::{FuseAdapter, OpenMode, PycMode, SiteFs, ViewState};
-use crate::lock::UseGuard;
 use crate::manifest::{open_store, Manifest, ManifestError};
-use crate::roots::MountRoot;
+use crate::mount::fs::{FuseAdapter, OpenMode, PycMode, SiteFs, ViewState};
+use crate::mount::uring::{Starter, UringMode};
+use crate::store::lock::UseGuard;
+use crate::store::roots::MountRoot;
 use crate::store::Store;
-use crate::uring::{Starter, UringMode};
+use crate::view::image::{self, PendingImage};
 use crate::view::View;
-use crate::view_cache::{self, PendingImage};
 
 /// Why a mount or unmount failed; one line each, saying what to do.
 #[derive(Debug, thiserror::Error)]
@@ -194,7 +194,7 @@ pub struct Prepared {
     /// The store ids the view serves: the mount's gc root.
     pub dists: Vec<String>,
     /// Keeps gc out from loading the view until the mount's root is
-    /// recorded (see [`crate::lock`]).
+    /// recorded (see [`crate::store::lock`]).
     pub guard: Option<UseGuard>,
     /// The view's image, to write once the mount is live, when the view
     /// was built rather than loaded from one.
@@ -213,7 +213,7 @@ fn prepare_on(manifest: &Path, mountpoint: PathBuf) -> Result<Prepared, MountErr
     let manifest = std::path::absolute(manifest).unwrap_or(manifest.to_path_buf());
     let m = Manifest::load(&manifest)?;
     // gc must not run between reading the store and recording the
-    // mount's root (see crate::lock).
+    // mount's root (see crate::store::lock).
     let guard = Some(UseGuard::acquire(&m.store_path(&manifest)));
     let (store, view, dists, image) = view_of(m, &manifest)?;
     Ok(Prepared {
@@ -309,7 +309,7 @@ fn view_of(m: Manifest, manifest_path: &Path) -> Result<ViewOf, ManifestError> {
         .and_then(|m| m.modified())
         .unwrap_or(UNIX_EPOCH);
     let store = open_store(&m, manifest_path)?;
-    let (view, image) = view_cache::load_or_build(&m, &store, manifest_path, mtime)?;
+    let (view, image) = image::load_or_build(&m, &store, manifest_path, mtime)?;
     Ok((
         store,
         view,
@@ -629,7 +629,7 @@ fn watch_manifest(
                             continue;
                         }
                         let changes = state.replace(view);
-                        crate::fs::invalidate(&notifier, &changes);
+                        crate::mount::fs::invalidate(&notifier, &changes);
                         info!(
                             "reloaded {} ({} directories changed)",
                             manifest.display(),

@@ -4,9 +4,9 @@
 //! default, so the file is byte-identical to pip's). pip reads it to
 //! describe and uninstall a dist, so generated scripts must be in it too.
 
-use crate::dist_index::DistIndex;
+use crate::env::scripts::EnvFile;
 use crate::hashing::Digest;
-use crate::scripts::EnvFile;
+use crate::store::dist_index::DistIndex;
 use crate::store::PycSizes;
 use crate::view::pyc_path;
 use crate::wheel::{csv_field, RecordHash};

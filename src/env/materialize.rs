@@ -16,9 +16,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::daemon::{self, MountOpts};
 use crate::env::{EnvError, EnvPaths};
-use crate::roots;
+use crate::mount::daemon::{self, MountOpts};
+use crate::store::roots;
 use crate::store::{io_at, Store};
 
 /// Make `venv` a plain venv; returns the number of files written.

@@ -1,5 +1,5 @@
 //! The shared, content-addressed store: where things live and how they
-//! are read. Writing into it is [`crate::ingest`]'s job.
+//! are read. Writing into it is [`crate::store::ingest`]'s job.
 //!
 //! ```text
 //! S/objects/<aa>/<sha256>                  file contents, read-only
@@ -12,14 +12,22 @@
 //! Every published path is immutable and appears by `rename`, so readers
 //! never see partial state and concurrent writers cannot corrupt it.
 
+pub mod bytecode;
+pub mod dist_index;
+pub mod gc;
+pub mod ingest;
+pub mod lock;
+pub mod roots;
+pub mod verify;
+
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::dist_index::{DistIndex, DistMeta, IndexError, BINARY_FILE};
 use crate::hashing::{Digest, DigestMap};
+use crate::store::dist_index::{DistIndex, DistMeta, IndexError, BINARY_FILE};
 use crate::wheel::normalize_name;
 
 /// A store-level failure, each naming the path involved.
@@ -133,7 +141,7 @@ impl Store {
         }
         let store = Store::at(absolute(root));
         store.require_writable()?;
-        crate::roots::create_dirs(root)?;
+        crate::store::roots::create_dirs(root)?;
         Ok(store)
     }
 
@@ -237,7 +245,7 @@ impl Store {
             return Err(StoreError::BadId(id.to_string()));
         }
         let dir = self.dist_dir(id);
-        if !dir.join(crate::dist_index::META_FILE).is_file() {
+        if !dir.join(crate::store::dist_index::META_FILE).is_file() {
             return Err(StoreError::NoSuchDist(
                 id.to_string(),
                 self.root.display().to_string(),
