@@ -16,7 +16,7 @@
 # Everything runs on a fresh ext4 on a loop device (direct I/O), so df deltas
 # count only this run's files, not other jobs' writes.
 # Writes benches/results/compare-<date>/ (raw.tsv, meta.env, table.md,
-# plot.png) and the block between the compare markers in README.md.
+# plot.png) and the block between the compare markers in docs/benchmarks.md.
 # Usage: sudo benches/compare.sh   (N=1 SLOW_N=1 K=2 ENVS=3 for a quick try;
 # knobs and outputs: benches/README.md)
 DEFAULT_N=3              # N: runs of each fast measurement
@@ -338,7 +338,7 @@ loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)
 EOT
 log "measured in $(calc "$WALL" 0) s; report"
 report_args=("$OUT")
-[ "$README_UPDATE" = 1 ] && report_args+=(--readme "$REPO/README.md")
+[ "$README_UPDATE" = 1 ] && report_args+=(--readme "$REPO/docs/benchmarks.md")
 "$TOOLS_PY" "$BENCH_DIR/compare_report.py" "${report_args[@]}"
 cat "$OUT/table.md"
 log "wrote $OUT"

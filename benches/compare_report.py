@@ -1,7 +1,8 @@
 """Turn a benches/compare.sh run (raw.tsv + meta.env) into table.md and
-plot.png, and optionally rewrite the compare block of README.md.
+plot.png, and optionally rewrite the compare block of a Markdown file
+(compare.sh passes docs/benchmarks.md).
 
-usage: compare_report.py RESULT_DIR [--readme README.md]
+usage: compare_report.py RESULT_DIR [--readme docs/benchmarks.md]
 
 Every row sets a sitefs figure against a named baseline measured in the same
 run. Lower is better for every metric here, so the ratio is baseline /
