@@ -9,6 +9,7 @@ use sitefs::resolve::interpreter::Interpreter;
 use sitefs::store::bytecode::CompilerPool;
 use sitefs::store::gc::{self, GcReport};
 use sitefs::store::ingest::{self, IngestOptions, Outcome};
+use sitefs::store::layout::Dir;
 use sitefs::store::lock::UseGuard;
 use sitefs::store::roots;
 use sitefs::store::verify;
@@ -238,7 +239,7 @@ fn verify_cmd(arg: StoreArg, repair: bool, quiet: bool) -> CliResult {
         println!(
             "moved {} damaged object(s) to {}",
             done.moved.len(),
-            store.root().join("quarantine").display()
+            store.path(Dir::Quarantine).display()
         );
         for (id, wheel) in &done.unpublished {
             println!("unpublished {id}: add it again with `sitefs store add {wheel}`");

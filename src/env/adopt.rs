@@ -34,6 +34,7 @@ use crate::resolve::interpreter::Interpreter;
 use crate::store::bytecode::CompilerPool;
 use crate::store::dist_index::DistMeta;
 use crate::store::ingest::{self, IngestOptions};
+use crate::store::layout::Dir;
 use crate::store::lock::UseGuard;
 use crate::store::roots;
 use crate::store::{dist_id, io_at, Store};
@@ -138,7 +139,7 @@ pub fn adopt(
     // Nothing is written (not even a new store) until the venv has been
     // read and verified, and never in a dry run.
     let existing = Store::open(store_path).ok();
-    let cache = existing.as_ref().map(|s| s.root().join("interpreters"));
+    let cache = existing.as_ref().map(|s| s.path(Dir::Interpreters));
     let v = open_venv(venv, cache.as_deref().filter(|_| !dry_run))?;
     let (dists, dropped) = read_installed(&v)?;
     let store = match (dry_run, existing) {

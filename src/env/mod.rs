@@ -26,6 +26,7 @@ use crate::resolve::{self, ResolveError, Sources};
 use crate::store::bytecode::CompilerPool;
 use crate::store::dist_index::{DistIndex, DistMeta};
 use crate::store::ingest;
+use crate::store::layout::Dir;
 use crate::store::lock::UseGuard;
 use crate::store::roots;
 use crate::store::{io_at, Store, StoreError};
@@ -175,7 +176,7 @@ pub fn create(req: CreateRequest) -> Result<Created, EnvError> {
 }
 
 fn probe(store: &Store, python: &std::ffi::OsStr) -> Result<Interpreter, EnvError> {
-    Interpreter::probe_cached(python, &store.root().join("interpreters"))
+    Interpreter::probe_cached(python, &store.path(Dir::Interpreters))
         .map_err(|e| EnvError::Other(e.to_string()))
 }
 

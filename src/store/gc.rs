@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::hashing::Digest;
+use crate::store::layout::Dir;
 use crate::store::lock::{GcLock, LockError};
 use crate::store::roots::{self, RootNote};
 use crate::store::{io_at, is_valid_id, Store, StoreError};
-use crate::view::image::VIEWS_DIR;
 
 /// Why gc stopped without deleting anything more.
 #[derive(Debug, thiserror::Error)]
@@ -87,18 +87,19 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<GcReport, GcError> {
     report.live_dists = live_ids.len();
     let sources = live_objects(store, &live_ids)?;
     let dead_dists = dead_dists(store, &live_ids);
-    let objects = sweep_fanout(&store.root().join("objects"), &sources, "");
+    let objects = sweep_fanout(&store.path(Dir::Objects), &sources, "");
     let mut pycs = Vec::new();
     let mut litter = Vec::new();
-    for tag_dir in subdirs(&store.root().join("bytecode")) {
-        pycs.extend(sweep_fanout(&tag_dir, &sources, ".pyc"));
-        litter.extend(dead_markers(&tag_dir.join("dists"), &live_ids));
+    for tag in names(&store.path(Dir::Bytecode)) {
+        let layout = store.layout();
+        pycs.extend(sweep_fanout(&layout.bytecode(&tag), &sources, ".pyc"));
+        litter.extend(dead_markers(&layout.bytecode_markers(&tag), &live_ids));
     }
     litter.extend(stale_seen(store, &live_ids));
     litter.extend(everything_in(&store.tmp_dir()));
-    // View images are caches a mount rewrites; one may name dists this
-    // gc frees.
-    litter.extend(everything_in(&store.root().join(VIEWS_DIR)));
+    for cache in Dir::ALL.into_iter().filter(|d| d.is_cache()) {
+        litter.extend(everything_in(&store.path(cache)));
+    }
     litter.extend(temp_files(&store.dists_dir()));
     tally(&mut report, &objects, &pycs, &litter);
     report.dists = dead_dists.iter().map(|(id, _)| id.clone()).collect();
@@ -188,7 +189,7 @@ fn dead_markers(dir: &Path, live: &HashSet<String>) -> Vec<Doomed> {
 
 /// `seen/` entries (wheel file -> id) naming a dist that is gone.
 fn stale_seen(store: &Store, live: &HashSet<String>) -> Vec<Doomed> {
-    entries(&store.root().join("seen"))
+    entries(&store.path(Dir::Seen))
         .filter(|e| {
             let text = fs::read_to_string(e.path()).unwrap_or_default();
             let id = text.trim_end().rsplit(' ').next().unwrap_or("");
@@ -221,6 +222,14 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
     entries(dir)
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.path())
+        .collect()
+}
+
+/// The names of the subdirectories of `dir`.
+fn names(dir: &Path) -> Vec<String> {
+    entries(dir)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
         .collect()
 }
 

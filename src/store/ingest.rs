@@ -12,11 +12,9 @@
 //! publishes nothing.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter};
 use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,6 +30,7 @@ use crate::hashing::Digest;
 use crate::progress;
 use crate::store::bytecode::{CompileJob, CompileOutcome, CompilerPool};
 use crate::store::dist_index::{DistIndex, DistMeta, FileEntry};
+use crate::store::lock::Owner;
 use crate::store::{dist_id, io_at, Store, StoreError};
 use crate::wheel::{wheel_digest, Entry, Limits, Wheel, WheelError};
 
@@ -237,8 +236,7 @@ impl<'a> SourceFeed<'a> {
             if jobs.is_empty() {
                 continue;
             }
-            self.prepared[i]
-                .call_once(|| spread_new_dirs(&self.store.root().join("bytecode").join(tag)));
+            self.prepared[i].call_once(|| spread_new_dirs(&self.store.layout().bytecode(tag)));
             // A send fails only if the compiler thread is gone, which it
             // reports itself.
             let _ = self.senders[i].send(jobs);
@@ -318,17 +316,32 @@ impl StageDir {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
+        let me = Owner::me();
         let name = format!(
-            "ingest-{}-{}-{nanos}-{}",
-            hostname(),
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
+            "{STAGE_PREFIX}{}.{}.{nanos}.{}.{}",
+            me.pid,
+            me.start,
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            me.host,
         );
         let path = store.tmp_dir().join(name);
-        fs::create_dir_all(&path).map_err(io_at(&path))?;
+        fs::create_dir_all(store.tmp_dir()).map_err(io_at(&store.tmp_dir()))?;
+        fs::create_dir(&path).map_err(io_at(&path))?;
         Ok(StageDir { path })
     }
+
+    /// The process that made the staging directory called `name`, if it
+    /// is one: `ingest.<pid>.<start>.<nanos>.<n>.<host>`.
+    fn owner_of(name: &str) -> Option<Owner> {
+        let mut it = name.strip_prefix(STAGE_PREFIX)?.splitn(5, '.');
+        let pid = it.next()?.parse().ok()?;
+        let start = it.next()?.parse().ok()?;
+        let host = it.nth(2)?.to_string();
+        Some(Owner { host, pid, start })
+    }
 }
+
+const STAGE_PREFIX: &str = "ingest.";
 
 impl Drop for StageDir {
     fn drop(&mut self) {
@@ -460,27 +473,12 @@ fn publish_objects(
 /// `to`. Falls back to check-then-rename where the filesystem does not
 /// support `RENAME_NOREPLACE` (replacing an identical object is harmless).
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    let c =
-        |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput);
-    let (cfrom, cto) = (c(from)?, c(to)?);
-    // SAFETY: both paths are NUL-terminated strings that outlive the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            cfrom.as_ptr(),
-            libc::AT_FDCWD,
-            cto.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::EINVAL | libc::ENOSYS) if !to.exists() => fs::rename(from, to),
-        Some(libc::EINVAL | libc::ENOSYS) => Err(io::ErrorKind::AlreadyExists.into()),
-        _ => Err(err),
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(nix::Error::EINVAL | nix::Error::ENOSYS) if !to.exists() => fs::rename(from, to),
+        Err(nix::Error::EINVAL | nix::Error::ENOSYS) => Err(io::ErrorKind::AlreadyExists.into()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -727,11 +725,7 @@ fn pyc_listing(store: &Store, idx: &DistIndex, tag: &str) -> String {
 /// single flush instead of one fsync per file.
 fn sync_store(store: &Store) -> io::Result<()> {
     let dir = File::open(store.root())?;
-    // SAFETY: syncfs only reads the descriptor, which `dir` keeps open.
-    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    Ok(nix::unistd::syncfs(&dir)?)
 }
 
 /// Remove staging directories left by killed ingests on this host.
@@ -739,40 +733,46 @@ fn clean_stale_staging(store: &Store) {
     let Ok(rd) = fs::read_dir(store.tmp_dir()) else {
         return;
     };
-    let host = hostname();
     for e in rd.filter_map(|e| e.ok()) {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name
-            .strip_prefix("ingest-")
-            .and_then(|r| r.strip_prefix(&host))
-        else {
-            continue;
-        };
-        let pid = rest
-            .trim_start_matches('-')
-            .split('-')
-            .next()
-            .and_then(|p| p.parse::<i32>().ok());
-        if pid.is_some_and(|p| !process_alive(p)) {
+        // Only a process of this host can be proven gone (and a reused
+        // pid is told apart by its start time).
+        let owner = StageDir::owner_of(&name);
+        if owner.is_some_and(|o| o.alive_here() == Some(false)) {
             debug!("removing stale staging {}", e.path().display());
             let _ = fs::remove_dir_all(e.path());
         }
     }
 }
 
-fn process_alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks for existence and permission.
-    unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() == libc::EPERM }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its whole length.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
-    if ok && end > 0 {
-        String::from_utf8_lossy(&buf[..end]).replace('-', "_")
-    } else {
-        "localhost".into()
+    #[test]
+    fn staging_names_carry_their_owner_and_dead_ones_are_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(&dir.path().join("s")).unwrap();
+        let live = StageDir::new(&store).unwrap();
+        let name = live.path.file_name().unwrap().to_str().unwrap().to_string();
+        assert_eq!(StageDir::owner_of(&name), Some(Owner::me()));
+        // The same pid with another start time is a process that is gone
+        // (a reused pid must not keep a dead ingest's litter alive).
+        let me = Owner::me();
+        let dead = format!("{STAGE_PREFIX}{}.{}.1.0.{}", me.pid, me.start + 1, me.host);
+        let remote = format!("{STAGE_PREFIX}1.1.1.0.elsewhere.invalid");
+        for n in [&dead, &remote] {
+            fs::create_dir(store.tmp_dir().join(n)).unwrap();
+        }
+        clean_stale_staging(&store);
+        assert!(live.path.is_dir(), "a live ingest's staging survives");
+        assert!(
+            !store.tmp_dir().join(&dead).exists(),
+            "a dead one is removed"
+        );
+        assert!(
+            store.tmp_dir().join(&remote).exists(),
+            "another host's is kept"
+        );
     }
 }

@@ -29,6 +29,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::store::layout::{Dir, Layout, GC_LOCK};
+
 /// Marks from another host older than this are taken as left by a crash.
 pub const REMOTE_STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
 
@@ -132,21 +134,21 @@ fn unique_name() -> String {
 }
 
 fn locks_dir(store: &Path) -> PathBuf {
-    store.join("locks")
+    Dir::Locks.under(store)
 }
 
 fn gc_lock_path(store: &Path) -> PathBuf {
-    locks_dir(store).join("gc")
+    Layout::new(store).gc_lock()
 }
 
 fn users_dir(store: &Path) -> PathBuf {
-    locks_dir(store).join("users")
+    Dir::UseMarks.under(store)
 }
 
 /// Whether gc holds the store, judged from a fresh directory listing.
 fn gc_running(store: &Path) -> bool {
     fs::read_dir(locks_dir(store))
-        .map(|rd| rd.filter_map(|e| e.ok()).any(|e| e.file_name() == "gc"))
+        .map(|rd| rd.filter_map(|e| e.ok()).any(|e| e.file_name() == GC_LOCK))
         .unwrap_or(false)
 }
 

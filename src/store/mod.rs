@@ -1,13 +1,7 @@
 //! The shared, content-addressed store: where things live and how they
 //! are read. Writing into it is [`crate::store::ingest`]'s job.
 //!
-//! ```text
-//! S/objects/<aa>/<sha256>                  file contents, read-only
-//! S/dists/<id>/{dist.toml,files.tsv,files.idx}  one per ingested wheel
-//! S/bytecode/<tag>/<aa>/<sha256>.pyc       pyc of that source for that interpreter
-//! S/bytecode/<tag>/dists/<id>              marker: <id> is fully compiled for <tag>
-//! S/tmp/                                   staging, renamed into place
-//! ```
+//! Its directories are listed, once, in [`layout`].
 //!
 //! Every published path is immutable and appears by `rename`, so readers
 //! never see partial state and concurrent writers cannot corrupt it.
@@ -16,6 +10,7 @@ pub mod bytecode;
 pub mod dist_index;
 pub mod gc;
 pub mod ingest;
+pub mod layout;
 pub mod lock;
 pub mod roots;
 pub mod verify;
@@ -28,6 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::hashing::{Digest, DigestMap};
 use crate::store::dist_index::{DistIndex, DistMeta, IndexError, BINARY_FILE};
+use crate::store::layout::{Dir, Layout};
 use crate::wheel::normalize_name;
 
 /// A store-level failure, each naming the path involved.
@@ -75,8 +71,6 @@ pub struct Store {
     indexes: Arc<Mutex<HashMap<String, Arc<DistIndex>>>>,
 }
 
-const SUBDIRS: [&str; 4] = ["objects", "dists", "bytecode", "tmp"];
-
 impl Store {
     fn at(root: PathBuf) -> Store {
         Store {
@@ -108,7 +102,7 @@ impl Store {
         if !root.exists() {
             return Err(StoreError::Missing(root.display().to_string()));
         }
-        if !root.join("objects").is_dir() || !root.join("dists").is_dir() {
+        if !Layout::new(root).is_store() {
             return Err(StoreError::NotAStore(root.display().to_string()));
         }
         Ok(Store::at(absolute(root)))
@@ -117,7 +111,7 @@ impl Store {
     /// Open a store if there is one at `root`, else create it: creating
     /// an env needs no write access to an existing (shared) store.
     pub fn open_or_create(root: &Path) -> Result<Store, StoreError> {
-        if root.join("objects").is_dir() {
+        if Dir::Objects.under(root).is_dir() {
             Store::open(root)
         } else {
             Store::create(root)
@@ -127,7 +121,7 @@ impl Store {
     /// Open a store, creating its directories first if needed (ingest).
     pub fn create(root: &Path) -> Result<Store, StoreError> {
         if root.exists()
-            && !root.join("objects").is_dir()
+            && !Dir::Objects.under(root).is_dir()
             && std::fs::read_dir(root)
                 .map_err(io_at(root))?
                 .next()
@@ -135,13 +129,9 @@ impl Store {
         {
             return Err(StoreError::NotAStore(root.display().to_string()));
         }
-        for sub in SUBDIRS {
-            let p = root.join(sub);
-            std::fs::create_dir_all(&p).map_err(io_at(&p))?;
-        }
+        Layout::new(root).create_dirs()?;
         let store = Store::at(absolute(root));
         store.require_writable()?;
-        crate::store::roots::create_dirs(root)?;
         Ok(store)
     }
 
@@ -149,11 +139,9 @@ impl Store {
     /// store's users get a clear message instead of a failed rename deep
     /// inside ingest.
     pub fn require_writable(&self) -> Result<(), StoreError> {
-        for sub in ["objects", "dists", "tmp"] {
-            let p = self.root.join(sub);
-            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default();
-            // SAFETY: c is a valid NUL-terminated path.
-            if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+        for dir in [Dir::Objects, Dir::Dists, Dir::Tmp] {
+            let p = self.path(dir);
+            if nix::unistd::access(&p, nix::unistd::AccessFlags::W_OK).is_err() {
                 return Err(StoreError::ReadOnly(self.root.display().to_string()));
             }
         }
@@ -164,38 +152,40 @@ impl Store {
         &self.root
     }
 
+    /// Where everything of this store lives.
+    pub fn layout(&self) -> Layout<'_> {
+        Layout::new(&self.root)
+    }
+
+    /// One of the store's directories.
+    pub fn path(&self, dir: Dir) -> PathBuf {
+        dir.under(&self.root)
+    }
+
     pub fn object_path(&self, d: &Digest) -> PathBuf {
-        self.root.join("objects").join(d.fanout()).join(d.to_hex())
+        self.layout().object(d)
     }
 
     pub fn dists_dir(&self) -> PathBuf {
-        self.root.join("dists")
+        self.path(Dir::Dists)
     }
 
     pub fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
+        self.path(Dir::Tmp)
     }
 
     /// The directory of a dist; `id` must already be validated.
     pub fn dist_dir(&self, id: &str) -> PathBuf {
-        self.dists_dir().join(id)
+        self.layout().dist(id)
     }
 
     pub fn pyc_path(&self, cache_tag: &str, source: &Digest) -> PathBuf {
-        self.root
-            .join("bytecode")
-            .join(cache_tag)
-            .join(source.fanout())
-            .join(format!("{}.pyc", source.to_hex()))
+        self.layout().pyc(cache_tag, source)
     }
 
     /// The marker saying `id` is fully compiled for `cache_tag`.
     pub fn bytecode_marker(&self, cache_tag: &str, id: &str) -> PathBuf {
-        self.root
-            .join("bytecode")
-            .join(cache_tag)
-            .join("dists")
-            .join(id)
+        self.layout().bytecode_marker(cache_tag, id)
     }
 
     pub fn has_bytecode(&self, cache_tag: &str, id: &str) -> bool {
@@ -229,7 +219,7 @@ impl Store {
 
     /// The interpreter cache tags that have bytecode for `id`.
     pub fn bytecode_tags(&self, id: &str) -> Vec<String> {
-        let mut tags: Vec<String> = read_names(&self.root.join("bytecode"))
+        let mut tags: Vec<String> = read_names(&self.path(Dir::Bytecode))
             .into_iter()
             .filter(|t| self.has_bytecode(t, id))
             .collect();
@@ -361,8 +351,10 @@ impl Store {
 
     fn seen_path(&self, wheel: &Path) -> Option<PathBuf> {
         let abs = std::path::absolute(wheel).ok()?;
-        let d = Digest::of(abs.as_os_str().as_encoded_bytes());
-        Some(self.root.join("seen").join(&d.to_hex()[..32]))
+        Some(
+            self.layout()
+                .keyed(Dir::Seen, abs.as_os_str().as_encoded_bytes()),
+        )
     }
 }
 

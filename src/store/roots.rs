@@ -16,33 +16,18 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::hashing::Digest;
 use crate::manifest::Manifest;
+use crate::store::layout::{Dir, Layout};
 use crate::store::lock::Owner;
 use crate::store::{io_at, Store, StoreError};
 use crate::wheel::normalize_name;
+use std::os::unix::fs::PermissionsExt;
 
-const ENVS: &str = "roots/envs";
-const MOUNTS: &str = "roots/mounts";
-const PINS: &str = "roots/pins";
-
-/// Directories every user of a shared store must be able to add to.
-pub const SHARED_DIRS: [&str; 3] = [ENVS, MOUNTS, "locks/users"];
-
-/// Create the root directories; the shared ones sticky and world-writable
-/// when we own them (best effort: a read-only store simply keeps its modes).
-pub fn create_dirs(store: &Path) -> Result<(), StoreError> {
-    for sub in SHARED_DIRS {
-        let dir = store.join(sub);
-        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-        let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o1777));
-    }
-    let pins = store.join(PINS);
-    fs::create_dir_all(&pins).map_err(io_at(&pins))?;
-    Ok(())
+/// The root directories, made by stores older than them on first use.
+fn create_dirs(store: &Path) -> Result<(), StoreError> {
+    Layout::new(store).create_dirs()
 }
 
 /// The content of an env or mount root.
@@ -107,8 +92,9 @@ impl Root {
 }
 
 fn env_root_path(store: &Store, venv: &Path) -> PathBuf {
-    let d = Digest::of(venv.as_os_str().as_encoded_bytes());
-    store.root().join(ENVS).join(&d.to_hex()[..32])
+    store
+        .layout()
+        .keyed(Dir::EnvRoots, venv.as_os_str().as_encoded_bytes())
 }
 
 /// Record (or update) an env as a root of its store.
@@ -135,12 +121,12 @@ pub fn deregister_env(store: &Store, venv: &Path) {
 
 /// Every registered env root, as (root file, content).
 pub fn env_roots(store: &Store) -> Vec<(PathBuf, Root)> {
-    read_roots(&store.root().join(ENVS))
+    read_roots(&store.path(Dir::EnvRoots))
 }
 
 /// Every mount root, as (root file, content).
 pub fn mount_roots(store: &Store) -> Vec<(PathBuf, Root)> {
-    read_roots(&store.root().join(MOUNTS))
+    read_roots(&store.path(Dir::MountRoots))
 }
 
 fn read_roots(dir: &Path) -> Vec<(PathBuf, Root)> {
@@ -182,8 +168,7 @@ impl MountRoot {
         create_dirs(store.root())?;
         let owner = Owner::me();
         let path = store
-            .root()
-            .join(MOUNTS)
+            .path(Dir::MountRoots)
             .join(format!("{}.{}", owner.host, owner.pid));
         let root = Root {
             manifest: Some(manifest.to_path_buf()),
@@ -219,14 +204,14 @@ impl Drop for MountRoot {
 pub fn pin(store: &Store, spec: &str) -> Result<Vec<String>, StoreError> {
     let found = store.find(spec)?;
     create_dirs(store.root())?;
-    let path = store.root().join(PINS).join(pin_file(spec));
+    let path = store.path(Dir::Pins).join(pin_file(spec));
     fs::write(&path, format!("{}\n", spec.trim())).map_err(io_at(&path))?;
     Ok(found.into_iter().map(|m| m.id).collect())
 }
 
 /// Remove a pin; false if there was none.
 pub fn unpin(store: &Store, spec: &str) -> Result<bool, StoreError> {
-    let path = store.root().join(PINS).join(pin_file(spec));
+    let path = store.path(Dir::Pins).join(pin_file(spec));
     match fs::remove_file(&path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -236,7 +221,7 @@ pub fn unpin(store: &Store, spec: &str) -> Result<bool, StoreError> {
 
 /// The pins, as the specs the user gave.
 pub fn pins(store: &Store) -> Vec<String> {
-    let Ok(rd) = fs::read_dir(store.root().join(PINS)) else {
+    let Ok(rd) = fs::read_dir(store.path(Dir::Pins)) else {
         return Vec::new();
     };
     let mut out: Vec<String> = rd

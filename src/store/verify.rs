@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use crate::hashing::{hash_file, Digest};
 use crate::progress;
 use crate::store::dist_index::{DistIndex, FileEntry, BINARY_FILE, FILES_FILE};
+use crate::store::layout::Dir;
 use crate::store::{io_at, Store, StoreError};
 
 /// One damaged object and who needs it.
@@ -185,7 +186,7 @@ pub struct Repair {
 /// fetched; envs naming an unpublished dist fail to mount with the
 /// message that says to add it, instead of serving wrong bytes.
 pub fn repair(store: &Store, report: &VerifyReport) -> Result<Repair, StoreError> {
-    let quarantine = store.root().join("quarantine");
+    let quarantine = store.path(Dir::Quarantine);
     std::fs::create_dir_all(quarantine.join("dists")).map_err(io_at(&quarantine))?;
     let stamp = std::process::id();
     let mut out = Repair::default();
