@@ -24,8 +24,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use sha2::Digest as _;
-
 use crate::env::{EnvError, MANIFEST_NAME};
 use crate::hashing::Digest;
 use crate::manifest::{DistRef, EnvSpec, Manifest};
@@ -33,13 +31,15 @@ use crate::mount::daemon::{self, MountOpts};
 use crate::resolve::interpreter::Interpreter;
 use crate::store::bytecode::CompilerPool;
 use crate::store::dist_index::DistMeta;
+use crate::store::ingest::IngestError;
 use crate::store::ingest::{self, IngestOptions};
 use crate::store::layout::Dir;
 use crate::store::lock::UseGuard;
 use crate::store::roots;
 use crate::store::{dist_id, io_at, Store};
 use crate::wheel::{
-    csv_field, parse_entry_points, parse_record, wheel_digest, Limits, RecordHash, RecordRow, Wheel,
+    csv_field, first_header, parse_entry_points, parse_metadata, parse_record, verify_bytes,
+    Limits, RecordHash, RecordRow, Wheel, WheelError,
 };
 
 /// Files a dist-info holds only because of how it was installed.
@@ -90,36 +90,76 @@ struct Venv {
     interp: Interpreter,
 }
 
-fn other(msg: String) -> EnvError {
-    EnvError::Other(msg)
+/// Why a venv cannot be adopted; each names the file or dist and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    #[error("{0} is already a sitefs env (it has {MANIFEST_NAME})")]
+    AlreadyAnEnv(PathBuf),
+    #[error("{0} is not a venv (no pyvenv.cfg or bin/python)")]
+    NotAVenv(PathBuf),
+    #[error("{0} is already a mount")]
+    AlreadyMounted(PathBuf),
+    #[error("{count} file(s) in {dir} belong to no installed distribution (e.g. {examples}): adopting would drop them; move them out of site-packages or install them as a package")]
+    Unowned {
+        count: usize,
+        dir: PathBuf,
+        examples: String,
+    },
+    #[error("{path}: {source}")]
+    BadDistInfo {
+        path: PathBuf,
+        #[source]
+        source: WheelError,
+    },
+    #[error("{name} {version} is an editable install (its code lives outside the venv): uninstall it or install it normally, then adopt")]
+    Editable { name: String, version: String },
+    #[error("{dist}: {path} is listed in its RECORD but unreadable: {source}")]
+    Unreadable {
+        dist: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{dist}: {path} was changed after install ({source}); reinstall it (`pip install --force-reinstall {dist}`) or leave this venv as it is")]
+    Changed {
+        dist: String,
+        path: PathBuf,
+        #[source]
+        source: WheelError,
+    },
+    #[error("{path} is outside the venv {venv}: cannot adopt it")]
+    Outside { path: PathBuf, venv: PathBuf },
+    #[error("{name} {version}: {source}")]
+    Ingest {
+        name: String,
+        version: String,
+        #[source]
+        source: IngestError,
+    },
+    #[error("{file}: {source}")]
+    Repack {
+        file: String,
+        #[source]
+        source: zip::result::ZipError,
+    },
 }
 
 fn open_venv(venv: &Path, probe_cache: Option<&Path>) -> Result<Venv, EnvError> {
     let root = std::path::absolute(venv).map_err(io_at(venv))?;
     if root.join(MANIFEST_NAME).exists() {
-        return Err(other(format!(
-            "{} is already a sitefs env (it has {MANIFEST_NAME})",
-            root.display()
-        )));
+        return Err(AdoptError::AlreadyAnEnv(root).into());
     }
     let python = root.join("bin/python");
     if !root.join("pyvenv.cfg").is_file() || !python.exists() {
-        return Err(other(format!(
-            "{} is not a venv (no pyvenv.cfg or bin/python)",
-            root.display()
-        )));
+        return Err(AdoptError::NotAVenv(root).into());
     }
     let interp = match probe_cache {
         Some(dir) => Interpreter::probe_cached(python.as_os_str(), dir),
         None => Interpreter::probe(python.as_os_str()),
-    }
-    .map_err(|e| other(e.to_string()))?;
-    let site_packages = root.join(format!("lib/python{}/site-packages", interp.version));
+    }?;
+    let site_packages = root.join(crate::env::venv::site_packages(&interp.version));
     if daemon::is_mount_point(&site_packages) {
-        return Err(other(format!(
-            "{} is already a mount",
-            site_packages.display()
-        )));
+        return Err(AdoptError::AlreadyMounted(site_packages).into());
     }
     Ok(Venv {
         root,
@@ -205,12 +245,12 @@ fn read_installed(v: &Venv) -> Result<(Vec<Installed>, Vec<String>), EnvError> {
             .take(5)
             .map(|p| p.display().to_string())
             .collect();
-        return Err(other(format!(
-            "{} file(s) in {} belong to no installed distribution (e.g. {}): adopting would drop them; move them out of site-packages or install them as a package",
-            unowned.len(),
-            v.site_packages.display(),
-            shown.join(", ")
-        )));
+        return Err(AdoptError::Unowned {
+            count: unowned.len(),
+            dir: v.site_packages.clone(),
+            examples: shown.join(", "),
+        }
+        .into());
     }
     let dropped = dropped.iter().map(|p| p.display().to_string()).collect();
     Ok((dists, dropped))
@@ -223,38 +263,21 @@ fn read_dist(
 ) -> Result<Installed, EnvError> {
     let di = v.site_packages.join(dist_info);
     let read = |f: &str| fs::read_to_string(di.join(f)).map_err(io_at(&di.join(f)));
-    let metadata = read("METADATA")?;
-    let field = |k: &str| {
-        metadata
-            .lines()
-            .take_while(|l| !l.is_empty())
-            .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+    let bad = |f: &str| {
+        let path = di.join(f);
+        move |source| AdoptError::BadDistInfo { path, source }
     };
-    let (name, version) = match (field("Name:"), field("Version:")) {
-        (Some(n), Some(v)) => (n, v),
-        _ => {
-            return Err(other(format!(
-                "{}: METADATA has no Name/Version",
-                di.display()
-            )))
-        }
-    };
+    let (name, version) = parse_metadata(&read("METADATA")?).map_err(bad("METADATA"))?;
     if let Ok(direct) = fs::read_to_string(di.join("direct_url.json")) {
         if direct.contains("\"editable\": true") || direct.contains("\"editable\":true") {
-            return Err(other(format!(
-                "{name} {version} is an editable install (its code lives outside the venv): uninstall it or install it normally, then adopt"
-            )));
+            return Err(AdoptError::Editable { name, version }.into());
         }
     }
-    let record = parse_record(&read("RECORD")?)
-        .map_err(|e| other(format!("{}: {e}", di.join("RECORD").display())))?;
+    let record = parse_record(&read("RECORD")?).map_err(bad("RECORD"))?;
     let scripts = entry_point_scripts(&di);
     let tag = read("WHEEL")
         .ok()
-        .and_then(|w| {
-            w.lines()
-                .find_map(|l| l.strip_prefix("Tag:").map(|t| t.trim().to_string()))
-        })
+        .and_then(|w| first_header(&w, "Tag").map(str::to_string))
         .unwrap_or_else(|| "py3-none-any".into());
     let mut members = Vec::new();
     let mut paths: Vec<&String> = record.keys().collect();
@@ -307,17 +330,15 @@ fn member(
     let mut bytes = Vec::new();
     File::open(&full)
         .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|e| {
-            other(format!(
-                "{dist}: {} is listed in its RECORD but unreadable: {e}",
-                full.display()
-            ))
+        .map_err(|source| AdoptError::Unreadable {
+            dist: dist.to_string(),
+            path: full.clone(),
+            source,
         })?;
-    let verified = check_recorded(&bytes, row).map_err(|why| {
-        other(format!(
-            "{dist}: {} was changed after install ({why}); reinstall it (`pip install --force-reinstall {dist}`) or leave this venv as it is",
-            full.display()
-        ))
+    let verified = verify_bytes(path, row, &bytes).map_err(|source| AdoptError::Changed {
+        dist: dist.to_string(),
+        path: full.clone(),
+        source,
     })?;
     let executable = fs::metadata(&full)
         .map(|m| m.permissions().mode() & 0o111 != 0)
@@ -326,7 +347,7 @@ fn member(
         bytes = unrewrite_shebang(bytes, &v.root);
         Digest::of(&bytes)
     } else {
-        verified.unwrap_or_else(|| Digest::of(&bytes))
+        verified
     };
     Ok(Some(Member {
         name,
@@ -351,13 +372,12 @@ fn wheel_name(
     if let Ok(rel) = full.strip_prefix(&v.site_packages) {
         return Ok(Some(rel.to_string_lossy().into_owned()));
     }
-    let rel = full.strip_prefix(&v.root).map_err(|_| {
-        other(format!(
-            "{} is outside the venv {}: cannot adopt it",
-            full.display(),
-            v.root.display()
-        ))
-    })?;
+    let rel = full
+        .strip_prefix(&v.root)
+        .map_err(|_| AdoptError::Outside {
+            path: full.to_path_buf(),
+            venv: v.root.clone(),
+        })?;
     let rel_s = rel.to_string_lossy();
     if let Some(script) = rel_s.strip_prefix("bin/") {
         if scripts.contains(script) {
@@ -390,31 +410,6 @@ fn unrewrite_shebang(bytes: Vec<u8>, venv: &Path) -> Vec<u8> {
     let mut out = format!("#!python{suffix}").into_bytes();
     out.extend_from_slice(&bytes[line_end..]);
     out
-}
-
-/// Check `bytes` against their RECORD row; returns their sha256 when the
-/// row's hash was one (most are), so it need not be computed again.
-fn check_recorded(bytes: &[u8], row: &RecordRow) -> Result<Option<Digest>, String> {
-    if let Some(size) = row.size {
-        if size != bytes.len() as u64 {
-            return Err(format!("size {} != recorded {size}", bytes.len()));
-        }
-    }
-    let Some(hash) = &row.hash else {
-        return Ok(None);
-    };
-    let (actual, sha256): (Vec<u8>, _) = match hash.algorithm.as_str() {
-        "sha256" => {
-            let d = Digest::of(bytes);
-            (d.0.to_vec(), Some(d))
-        }
-        "sha384" => (sha2::Sha384::digest(bytes).to_vec(), None),
-        _ => (sha2::Sha512::digest(bytes).to_vec(), None),
-    };
-    if actual != hash.digest {
-        return Err(format!("its {} differs from RECORD", hash.algorithm));
-    }
-    Ok(sha256)
 }
 
 /// `a/b/../c` -> `a/c`, without touching the disk (RECORD paths of
@@ -494,9 +489,11 @@ fn ingest_installed(
             .zip(ingest::add_wheels(store, &wheels, &pools, &opts))
         {
             let d = &dists[i];
-            let meta = r
-                .result
-                .map_err(|e| other(format!("{} {}: {e}", d.name, d.version)))?;
+            let meta = r.result.map_err(|source| AdoptError::Ingest {
+                name: d.name.clone(),
+                version: d.version.clone(),
+                source,
+            })?;
             refs[i] = Some(DistRef::of(meta.meta(), d.requested));
         }
         Ok(refs.into_iter().flatten().collect())
@@ -508,7 +505,7 @@ fn ingest_installed(
 /// The store's dist for this wheel, if it has it compiled for `tag`.
 fn known_dist(store: &Store, file_name: &str, bytes: &[u8], tag: &str) -> Option<DistMeta> {
     let w = Wheel::open(file_name, bytes, &Limits::default()).ok()?;
-    let id = dist_id(&w.name, &w.version, &wheel_digest(bytes));
+    let id = dist_id(&w.name, &w.version, &Digest::of(bytes));
     if !store.has_bytecode(tag, &id) {
         return None;
     }
@@ -554,7 +551,10 @@ fn wheel_bytes(d: &Installed) -> Result<(String, Vec<u8>), EnvError> {
         zw.write_all(record.as_bytes())?;
         Ok(zw.finish()?.into_inner())
     };
-    let bytes = write().map_err(|e| other(format!("{file}: {e}")))?;
+    let bytes = write().map_err(|source| AdoptError::Repack {
+        file: file.clone(),
+        source,
+    })?;
     Ok((file, bytes))
 }
 

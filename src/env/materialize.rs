@@ -73,8 +73,10 @@ fn copy_from_private_mount(
     fs::create_dir_all(source).map_err(io_at(source))?;
     let p = daemon::prepare(manifest, source)?;
     daemon::launch(p, &MountOpts::default(), false)?;
-    let copied = copy_tree(source, staged)
-        .map_err(|e| EnvError::Other(format!("copying {}: {e}", source.display())));
+    let copied = copy_tree(source, staged).map_err(|source_err| EnvError::Copy {
+        from: source.to_path_buf(),
+        source: source_err,
+    });
     daemon::unmount(source)?;
     copied
 }
@@ -107,15 +109,17 @@ fn compile(venv: &Path, staged: &Path, final_dir: &Path) -> Result<(), EnvError>
         .arg(staged)
         .env_remove("PYTHONDONTWRITEBYTECODE")
         .output()
-        .map_err(|e| EnvError::Other(format!("{}: {e}", venv.join("bin/python").display())))?;
+        .map_err(|source| EnvError::Run {
+            program: venv.join("bin/python"),
+            source,
+        })?;
     // compileall exits 1 when a file does not compile (pip ignores those
     // too: e.g. Python-2-only test fixtures shipped in wheels).
     if out.status.code().is_none_or(|c| c > 1) {
-        return Err(EnvError::Other(format!(
-            "compileall failed in {}: {}",
-            staged.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(EnvError::Compileall {
+            dir: staged.to_path_buf(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     Ok(())
 }

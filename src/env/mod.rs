@@ -15,17 +15,19 @@ pub mod venv;
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use crate::env::adopt::AdoptError;
 use crate::env::scripts::{env_files, EnvContent, EnvFile, EnvLayout};
 use crate::manifest::{build_view, DistRef, EnvSpec, Manifest, ManifestError};
 use crate::mount::daemon::{self, MountError, MountOpts, Prepared};
-use crate::resolve::interpreter::Interpreter;
+use crate::resolve::interpreter::{Interpreter, InterpreterError};
 use crate::resolve::{self, ResolveError, Sources};
 use crate::store::bytecode::CompilerPool;
 use crate::store::dist_index::{DistIndex, DistMeta};
-use crate::store::ingest;
+use crate::store::ingest::{self, IngestError};
 use crate::store::layout::Dir;
 use crate::store::lock::UseGuard;
 use crate::store::roots;
@@ -54,8 +56,44 @@ pub enum EnvError {
     Mount(#[from] MountError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
-    Other(String),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Interpreter(#[from] InterpreterError),
+    #[error(transparent)]
+    Adopt(Box<AdoptError>),
+    #[error(
+        "file conflict: {path} is provided by both {first} and {second} with different content"
+    )]
+    FileConflict {
+        path: String,
+        first: String,
+        second: String,
+    },
+    #[error("not in {venv}: {names}")]
+    NotInEnv { venv: PathBuf, names: String },
+    #[error("the mount at {0} did not pick up the new manifest within 10 s (is its daemon running? try `sitefs env umount` and `sitefs env mount`)")]
+    ReloadTimeout(PathBuf),
+    #[error("copying {from}: {source}")]
+    Copy {
+        from: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{program}: {source}")]
+    Run {
+        program: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("compileall failed in {dir}: {stderr}")]
+    Compileall { dir: PathBuf, stderr: String },
+}
+
+impl From<AdoptError> for EnvError {
+    fn from(e: AdoptError) -> Self {
+        EnvError::Adopt(Box::new(e))
+    }
 }
 
 /// A venv's main paths.
@@ -93,8 +131,7 @@ impl EnvPaths {
     }
 
     pub fn site_packages(&self, m: &Manifest) -> PathBuf {
-        self.venv
-            .join(format!("lib/python{}/site-packages", m.python.version))
+        self.venv.join(venv::site_packages(&m.python.version))
     }
 }
 
@@ -176,8 +213,10 @@ pub fn create(req: CreateRequest) -> Result<Created, EnvError> {
 }
 
 fn probe(store: &Store, python: &std::ffi::OsStr) -> Result<Interpreter, EnvError> {
-    Interpreter::probe_cached(python, &store.path(Dir::Interpreters))
-        .map_err(|e| EnvError::Other(e.to_string()))
+    Ok(Interpreter::probe_cached(
+        python,
+        &store.path(Dir::Interpreters),
+    )?)
 }
 
 /// Resolve the sources to store dists, ingesting and compiling only
@@ -213,8 +252,7 @@ fn resolve_sources(
         .map(|(m, _)| m.id.clone())
         .collect();
     if !missing.is_empty() {
-        ingest::ensure_bytecode(store, &missing, &pools, quiet)
-            .map_err(|e| EnvError::Other(e.to_string()))?;
+        ingest::ensure_bytecode(store, &missing, &pools, quiet)?;
     }
     Ok(chosen)
 }
@@ -346,10 +384,11 @@ fn check_env_file_conflicts(files: &[(String, Vec<EnvFile>)]) -> Result<(), EnvE
         for f in dist_files {
             match seen.get(f.path.as_str()) {
                 Some((first, digest)) if *digest != f.sha256 => {
-                    return Err(EnvError::Other(format!(
-                        "file conflict: {} is provided by both {first} and {id} with different content",
-                        f.path
-                    )))
+                    return Err(EnvError::FileConflict {
+                        path: f.path.clone(),
+                        first: first.to_string(),
+                        second: id.to_string(),
+                    })
                 }
                 Some(_) => {}
                 None => {
@@ -542,11 +581,10 @@ pub fn remove(venv: &Path, names: &[String]) -> Result<usize, EnvError> {
         .collect();
     if !missing.is_empty() {
         let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-        return Err(EnvError::Other(format!(
-            "not in {}: {}",
-            paths.venv.display(),
-            list.join(", ")
-        )));
+        return Err(EnvError::NotInEnv {
+            venv: paths.venv.clone(),
+            names: list.join(", "),
+        });
     }
     let (gone, kept): (Vec<DistRef>, Vec<DistRef>) = m
         .dists
@@ -590,8 +628,5 @@ fn replace_manifest(store: &Store, paths: &EnvPaths, m: &Manifest) -> Result<(),
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    Err(EnvError::Other(format!(
-        "the mount at {} did not pick up the new manifest within 10 s (is its daemon running? try `sitefs env umount` and `sitefs env mount`)",
-        sp.display()
-    )))
+    Err(EnvError::ReloadTimeout(sp.to_path_buf()))
 }

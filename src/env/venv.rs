@@ -18,11 +18,17 @@ const ACTIVATE_SCRIPTS: [(&str, &str); 4] = [
     ("posix", "activate.fish"),
 ];
 
+/// A venv's site-packages, relative to the venv: where `python -m venv`
+/// puts it on POSIX, and so where every venv tool looks for it.
+pub fn site_packages(python_version: &str) -> String {
+    format!("lib/python{python_version}/site-packages")
+}
+
 /// Write the skeleton of a venv into `dir`, with every path inside it
 /// naming `final_dir` (the two differ when building in a staging directory
 /// that is renamed into place afterwards).
 pub fn create_skeleton(dir: &Path, final_dir: &Path, interp: &Interpreter) -> io::Result<()> {
-    let lib = dir.join(format!("lib/python{}/site-packages", interp.version));
+    let lib = dir.join(site_packages(&interp.version));
     fs::create_dir_all(&lib)?;
     fs::create_dir_all(dir.join(format!("include/python{}", interp.version)))?;
     fs::create_dir_all(dir.join("bin"))?;

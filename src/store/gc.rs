@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use crate::hashing::Digest;
 use crate::store::layout::Dir;
-use crate::store::lock::{GcLock, LockError};
+use crate::store::lock::{GcLock, GcLockError};
 use crate::store::roots::{self, RootNote};
 use crate::store::{io_at, is_valid_id, Store, StoreError};
 
@@ -24,7 +24,7 @@ use crate::store::{io_at, is_valid_id, Store, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
     #[error(transparent)]
-    Lock(#[from] LockError),
+    Lock(#[from] GcLockError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("live distribution {0} has a damaged index ({1}): gc stopped so nothing it needs is lost; run `sitefs store verify --repair`")]

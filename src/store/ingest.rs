@@ -28,11 +28,11 @@ use rayon::prelude::*;
 
 use crate::hashing::Digest;
 use crate::progress;
-use crate::store::bytecode::{CompileJob, CompileOutcome, CompilerPool};
+use crate::store::bytecode::{BytecodeError, CompileJob, CompileOutcome, CompilerPool};
 use crate::store::dist_index::{DistIndex, DistMeta, FileEntry};
 use crate::store::lock::Owner;
 use crate::store::{dist_id, io_at, Store, StoreError};
-use crate::wheel::{wheel_digest, Entry, Limits, Wheel, WheelError};
+use crate::wheel::{Entry, Limits, Wheel, WheelError};
 
 /// Objects and pycs fan out over directories named by the digest's first
 /// byte.
@@ -46,7 +46,23 @@ pub enum IngestError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("bytecode: {0}")]
-    Bytecode(String),
+    Bytecode(#[from] CompileFailed),
+}
+
+/// Why compiling stopped; shared by every wheel of the batch it was
+/// compiling for, hence `Clone`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CompileFailed {
+    #[error(transparent)]
+    Compiler(#[from] Arc<BytecodeError>),
+    #[error("the bytecode compiler thread panicked")]
+    Panicked,
+}
+
+impl From<BytecodeError> for CompileFailed {
+    fn from(e: BytecodeError) -> Self {
+        CompileFailed::Compiler(Arc::new(e))
+    }
 }
 
 /// What happened to one wheel.
@@ -127,7 +143,7 @@ pub fn add_wheels(
         .zip(staged)
         .map(|(w, s)| {
             let result = s.and_then(|s| {
-                compiled.clone().map_err(IngestError::Bytecode)?;
+                compiled.clone()?;
                 let outcome = s.publish(store, pools)?;
                 store.remember_wheel(w, &outcome.meta().id);
                 Ok(outcome)
@@ -150,7 +166,10 @@ fn stage_and_compile(
     pools: &[CompilerPool],
     limits: &Limits,
     bar: &ProgressBar,
-) -> (Vec<Result<Staged, IngestError>>, Result<usize, String>) {
+) -> (
+    Vec<Result<Staged, IngestError>>,
+    Result<usize, CompileFailed>,
+) {
     let t0 = std::time::Instant::now();
     let fanout = Fanout::default();
     std::thread::scope(|scope| {
@@ -189,8 +208,7 @@ fn stage_and_compile(
         }
         let mut compiled = Ok(0);
         for c in compilers {
-            let panicked = || Err("the bytecode compiler thread panicked".to_string());
-            let n = c.join().unwrap_or_else(|_| panicked());
+            let n = c.join().unwrap_or(Err(CompileFailed::Panicked));
             compiled = compiled.and_then(|total| n.map(|n| total + n));
         }
         (staged, compiled)
@@ -257,7 +275,7 @@ pub fn ensure_bytecode(
         .map(|id| store.load(id))
         .collect::<Result<Vec<_>, _>>()?;
     let refs: Vec<&DistIndex> = indexes.iter().map(|i| &**i).collect();
-    compile_missing(store, &refs, pools, quiet).map_err(IngestError::Bytecode)?;
+    compile_missing(store, &refs, pools, quiet)?;
     let mut n = 0;
     for idx in &indexes {
         n += write_markers(store, idx, pools)?;
@@ -368,7 +386,7 @@ fn stage_wheel(
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    let wheel_sha = wheel_digest(&bytes);
+    let wheel_sha = Digest::of(&bytes);
     let wheel = Wheel::open(file_name, &bytes, limits)?;
     let id = dist_id(&wheel.name, &wheel.version, &wheel_sha);
     if store.check_id(&id).is_ok() {
@@ -588,7 +606,7 @@ fn compile_missing(
     indexes: &[&DistIndex],
     pools: &[CompilerPool],
     quiet: bool,
-) -> Result<(), String> {
+) -> Result<(), CompileFailed> {
     for pool in pools {
         let tag = pool.cache_tag();
         let jobs = missing_jobs(store, indexes, tag);
@@ -630,10 +648,14 @@ fn missing_jobs(store: &Store, indexes: &[&DistIndex], tag: &str) -> Vec<Compile
 
 /// Compile in chunks (each spread over all of the pool's workers),
 /// advancing `bar` as chunks finish.
-fn run_jobs(pool: &CompilerPool, jobs: &[CompileJob], bar: &ProgressBar) -> Result<(), String> {
+fn run_jobs(
+    pool: &CompilerPool,
+    jobs: &[CompileJob],
+    bar: &ProgressBar,
+) -> Result<(), CompileFailed> {
     let mut failed = 0;
     for chunk in jobs.chunks(1024) {
-        let outcomes = pool.compile(chunk).map_err(|e| e.to_string())?;
+        let outcomes = pool.compile(chunk)?;
         for (job, outcome) in chunk.iter().zip(outcomes) {
             if let CompileOutcome::Failed(why) = outcome {
                 // pip's compileall is quiet about these too (e.g. py2-only
@@ -655,8 +677,8 @@ fn run_jobs(pool: &CompilerPool, jobs: &[CompileJob], bar: &ProgressBar) -> Resu
 fn compile_stream(
     pool: &CompilerPool,
     rx: mpsc::Receiver<Vec<CompileJob>>,
-) -> Result<usize, String> {
-    let outcomes = pool.compile_stream(rx).map_err(|e| e.to_string())?;
+) -> Result<usize, CompileFailed> {
+    let outcomes = pool.compile_stream(rx)?;
     let mut compiled = 0;
     for (job, outcome) in &outcomes {
         match outcome {

@@ -220,13 +220,21 @@ impl Drop for UseGuard {
 
 /// Why gc could not lock the store.
 #[derive(Debug, thiserror::Error)]
-pub enum LockError {
-    #[error("another `sitefs store gc` has held {0} for too long ({1}); if that process is gone, delete {0}/locks/gc")]
-    Busy(String, String),
-    #[error("{0}: {1}: gc needs write access to the store")]
-    Io(String, io::Error),
-    #[error("store {0} stayed in use for {1:?} by: {2}; retry when they finish")]
-    InUse(String, Duration, String),
+pub enum GcLockError {
+    #[error("another `sitefs store gc` has held {} for too long ({owner}); if that process is gone, delete {}", store.display(), Layout::new(store).gc_lock().display())]
+    Busy { store: PathBuf, owner: String },
+    #[error("{}: {source}: gc needs write access to the store", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("store {} stayed in use for {waited:?} by: {users}; retry when they finish", store.display())]
+    InUse {
+        store: PathBuf,
+        waited: Duration,
+        users: String,
+    },
 }
 
 /// The store's exclusive gc lock. Dropping releases it.
@@ -237,11 +245,11 @@ pub struct GcLock {
 
 impl GcLock {
     /// Lock `store` for gc, then wait until no user holds it.
-    pub fn acquire(store: &Path) -> Result<GcLock, LockError> {
+    pub fn acquire(store: &Path) -> Result<GcLock, GcLockError> {
         let path = gc_lock_path(store);
         let io_err = |p: &Path| {
-            let shown = p.display().to_string();
-            move |e| LockError::Io(shown, e)
+            let path = p.to_path_buf();
+            move |source| GcLockError::Io { path, source }
         };
         fs::create_dir_all(users_dir(store)).map_err(io_err(&users_dir(store)))?;
         let mut wait = Wait::warning_after(Duration::from_millis(500));
@@ -252,8 +260,10 @@ impl GcLock {
             break_stale_gc_lock(store);
             if wait.elapsed() > USERS_WAIT {
                 let owner = fs::read_to_string(&path).unwrap_or_default();
-                let shown = store.display().to_string();
-                return Err(LockError::Busy(shown, owner.trim().to_string()));
+                return Err(GcLockError::Busy {
+                    store: store.to_path_buf(),
+                    owner: owner.trim().to_string(),
+                });
             }
             wait.pause(|| {
                 format!(
@@ -267,7 +277,7 @@ impl GcLock {
         Ok(lock)
     }
 
-    fn wait_for_users(&self, store: &Path, limit: Duration) -> Result<(), LockError> {
+    fn wait_for_users(&self, store: &Path, limit: Duration) -> Result<(), GcLockError> {
         let mut wait = Wait::warning_after(Duration::from_millis(500));
         loop {
             let live = live_users(store);
@@ -275,8 +285,11 @@ impl GcLock {
                 return Ok(());
             }
             if wait.elapsed() > limit {
-                let shown = store.display().to_string();
-                return Err(LockError::InUse(shown, limit, live.join(", ")));
+                return Err(GcLockError::InUse {
+                    store: store.to_path_buf(),
+                    waited: limit,
+                    users: live.join(", "),
+                });
             }
             wait.pause(|| {
                 format!(

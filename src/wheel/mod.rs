@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Cursor, Read, Write};
 
 use base64::Engine as _;
-use sha2::{Digest as _, Sha256, Sha384, Sha512};
+use sha2::{Digest as _, Sha384, Sha512};
 use zip::ZipArchive;
 
 use crate::hashing::{Digest, HashingWriter};
@@ -547,6 +547,20 @@ impl<'a> Wheel<'a> {
     }
 }
 
+/// Check bytes read back from an installed file against their RECORD
+/// row, exactly as extraction checks a wheel's entries. Returns their
+/// sha256, which the caller usually needs next.
+pub fn verify_bytes(path: &str, row: &RecordRow, bytes: &[u8]) -> Result<Digest, WheelError> {
+    let digest = Digest::of(bytes);
+    let other = row.hash.as_ref().and_then(|h| {
+        let mut o = OtherHasher::new(&h.algorithm)?;
+        o.update(bytes);
+        Some(o)
+    });
+    verify_row(path, row, &digest, bytes.len() as u64, other)?;
+    Ok(digest)
+}
+
 fn verify_row(
     path: &str,
     row: &RecordRow,
@@ -820,7 +834,14 @@ fn parse_wheel_file(text: &str) -> Result<bool, WheelError> {
     }
 }
 
-fn parse_metadata(text: &str) -> Result<(String, String), WheelError> {
+/// The value of the first `key:` header of a WHEEL or METADATA file.
+pub fn first_header<'t>(text: &'t str, key: &str) -> Option<&'t str> {
+    header(&headers(text), key)
+}
+
+/// `Name` and `Version` of a METADATA file (a wheel's or an installed
+/// dist's: they are the same file).
+pub fn parse_metadata(text: &str) -> Result<(String, String), WheelError> {
     let h = headers(text);
     let name = header(&h, "Name").ok_or_else(|| WheelError::BadMetadata("no Name".into()))?;
     let version =
@@ -949,11 +970,6 @@ fn check_record_coverage(
         Some(p) => Err(WheelError::MissingFromArchive(p.to_string())),
         None => Ok(()),
     }
-}
-
-/// sha256 of a whole wheel file, as pylock.toml and `--hash` give it.
-pub fn wheel_digest(bytes: &[u8]) -> Digest {
-    Digest(Sha256::digest(bytes).into())
 }
 
 #[cfg(test)]
