@@ -571,9 +571,9 @@ fn normalized_skeleton(venv: &Path) -> BTreeMap<String, Item> {
 #[test]
 fn venv_matches_what_pip_installs_from_the_same_wheels() {
     let Some(pip) = pip_wheel() else {
-        eprintln!(
-            "SKIPPED: {} bundles no pip wheel to compare with",
-            real_python()
+        cannot_run(
+            "venv_matches_what_pip_installs_from_the_same_wheels",
+            &format!("{} bundles no pip wheel to compare with", real_python()),
         );
         return;
     };
@@ -784,7 +784,7 @@ fn long_and_spaced_venv_paths_get_the_sh_exec_shebang_and_scripts_run() {
         // Differential: pip at a path of the same kind writes the same bytes.
         let reference = work.path(&format!("{dir}/pipref-venv"));
         if pip_venv(&reference, &wheels, &["sfpkg"]).is_none() {
-            eprintln!("SKIPPED the pip comparison: no pip wheel");
+            cannot_run("the pip comparison of scripts", "no pip wheel");
             continue;
         }
         for s in PKG_SCRIPTS {
@@ -860,7 +860,7 @@ fn record_lists_the_real_scripts_pip_uninstall_fails_and_env_repair_restores() {
     assert_eq!(listed, have, "RECORD rows vs files of the dist");
 
     let Some(_) = pip else {
-        eprintln!("SKIPPED the pip uninstall check: no pip wheel on this machine");
+        cannot_run("the pip uninstall check", "no pip wheel on this machine");
         return;
     };
     let before = snapshot(venv);

@@ -739,9 +739,9 @@ impl Drop for Automount {
 #[test]
 fn autofs_mounts_env_on_access_and_expires_it() {
     let Some(automount) = find_program("automount") else {
-        eprintln!(
-            "SKIPPED autofs_mounts_env_on_access_and_expires_it: `automount` not found \
-             (apt-get install autofs); only the program map was tested"
+        cannot_run(
+            "autofs_mounts_env_on_access_and_expires_it",
+            "`automount` not found (apt-get install autofs); only the program map was tested",
         );
         return;
     };
@@ -911,7 +911,10 @@ fn foreground_mount_sends_ready_to_abstract_notify_socket() {
 #[test]
 fn systemd_example_units_verify() {
     let Some(analyze) = find_program("systemd-analyze") else {
-        eprintln!("SKIPPED systemd_example_units_verify: systemd-analyze not found");
+        cannot_run(
+            "systemd_example_units_verify",
+            "systemd-analyze not found (apt-get install systemd)",
+        );
         return;
     };
     let units = repo().join("mount-helpers/systemd");
@@ -1498,15 +1501,18 @@ fn user_allow_other_enabled() -> bool {
 /// itself goes through the setuid fusermount3, as for any user.
 fn unprivileged_setup(test: &str) -> Option<(Env, Shell)> {
     if !nobody_can(&format!("{} --version", sh_quote(sitefs_bin()))) {
-        eprintln!(
-            "SKIPPED {test}: uid 65534 cannot run {} (a parent directory is not \
-             world-searchable; set CARGO_TARGET_DIR elsewhere)",
-            sitefs_bin().display()
+        cannot_run(
+            test,
+            &format!(
+                "uid 65534 cannot run {} (a parent directory is not world-searchable; \
+                 set CARGO_TARGET_DIR elsewhere)",
+                sitefs_bin().display()
+            ),
         );
         return None;
     }
     let Some(py) = python_for_nobody() else {
-        eprintln!("SKIPPED {test}: no python3 that uid 65534 can run");
+        cannot_run(test, "no python3 that uid 65534 can run");
         return None;
     };
     let env = Env::with_python(&py);
@@ -1585,9 +1591,9 @@ fn unprivileged_user_mounts_through_fusermount3_and_imports() {
 #[test]
 fn unprivileged_allow_other_needs_user_allow_other() {
     if user_allow_other_enabled() {
-        eprintln!(
-            "SKIPPED unprivileged_allow_other_needs_user_allow_other: /etc/fuse.conf \
-             enables user_allow_other"
+        cannot_run(
+            "unprivileged_allow_other_needs_user_allow_other",
+            "/etc/fuse.conf enables user_allow_other",
         );
         return;
     }

@@ -61,6 +61,9 @@ pub fn native_tag() -> &'static str {
 pub fn pip_wheel() -> Option<PathBuf> {
     static W: OnceLock<Option<PathBuf>> = OnceLock::new();
     W.get_or_init(|| {
+        if let Some(w) = std::env::var_os("SITEFS_TEST_PIP_WHEEL") {
+            return Some(PathBuf::from(w));
+        }
         let found = python_eval(
             real_python(),
             "import ensurepip, glob, os\n\

@@ -28,6 +28,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use tempfile::TempDir;
 
+/// Whether this run is CI's (`CI=true`), which installs everything the
+/// tests need, so nothing may be skipped there.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Report that (part of) `test` cannot run on this machine: a failure
+/// under CI, a loud skip elsewhere, never a silent pass.
+pub fn cannot_run(test: &str, why: &str) {
+    assert!(
+        !under_ci(),
+        "{test} cannot run under CI=true: {why} (.ci/run must install it)"
+    );
+    eprintln!("SKIPPED {test}: {why}");
+}
+
 /// The `sitefs` binary cargo built for this test run.
 pub fn sitefs_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sitefs"))
