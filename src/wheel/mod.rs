@@ -10,11 +10,20 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Cursor, Read, Write};
 
-use base64::Engine as _;
-use sha2::{Digest as _, Sha384, Sha512};
 use zip::ZipArchive;
 
 use crate::hashing::{Digest, HashingWriter};
+
+mod metadata;
+mod name;
+mod record;
+
+use metadata::{check_script_entry_points, parse_wheel_file};
+pub use metadata::{first_header, parse_entry_points, parse_metadata};
+use name::is_pep508_name;
+pub use name::{is_valid_name, normalize_name, WheelName};
+pub use record::{csv_field, parse_record, verify_bytes, RecordHash, RecordRow};
+use record::{verify_row, OtherHasher};
 
 /// Why a wheel was rejected. Each message names the offending entry so a
 /// user can tell a corrupt download from a broken build.
@@ -131,103 +140,6 @@ impl Default for Limits {
     }
 }
 
-/// The PEP 427 file name fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WheelName {
-    pub distribution: String,
-    pub version: String,
-    pub build: Option<String>,
-    pub python: Vec<String>,
-    pub abi: Vec<String>,
-    pub platform: Vec<String>,
-}
-
-impl WheelName {
-    /// Parse `NAME-VERSION[-BUILD]-PY-ABI-PLAT.whl`.
-    pub fn parse(file_name: &str) -> Result<Self, WheelError> {
-        let bad = || WheelError::BadFileName(file_name.to_string());
-        let stem = file_name.strip_suffix(".whl").ok_or_else(bad)?;
-        let parts: Vec<&str> = stem.split('-').collect();
-        let (build, rest) = match parts.len() {
-            5 => (None, &parts[2..]),
-            6 => (Some(parts[2].to_string()), &parts[3..]),
-            _ => return Err(bad()),
-        };
-        if parts.iter().any(|p| p.is_empty()) || !is_valid_name(parts[0]) {
-            return Err(bad());
-        }
-        let split = |s: &str| s.split('.').map(str::to_string).collect::<Vec<_>>();
-        Ok(WheelName {
-            distribution: parts[0].to_string(),
-            version: parts[1].to_string(),
-            build,
-            python: split(rest[0]),
-            abi: split(rest[1]),
-            platform: split(rest[2]),
-        })
-    }
-
-    /// Every `python-abi-platform` triple this wheel is compatible with.
-    pub fn tags(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for py in &self.python {
-            for abi in &self.abi {
-                for plat in &self.platform {
-                    out.push(format!("{py}-{abi}-{plat}"));
-                }
-            }
-        }
-        out
-    }
-
-    /// The compressed tag set as written in the file name.
-    pub fn tag_string(&self) -> String {
-        format!(
-            "{}-{}-{}",
-            self.python.join("."),
-            self.abi.join("."),
-            self.platform.join(".")
-        )
-    }
-}
-
-fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
-/// A PEP 508 name: ASCII letters and digits, with `.`, `_` and `-` only
-/// inside. METADATA's `Name` names the headers directory of a venv, so a
-/// name like `..` must not get through.
-fn is_pep508_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    b.first().is_some_and(u8::is_ascii_alphanumeric)
-        && b.last().is_some_and(u8::is_ascii_alphanumeric)
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
-}
-
-/// PEP 503 normalization: lowercase, runs of `-_.` become one `-`. Used to
-/// compare names from file names, METADATA and requirements.
-pub fn normalize_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut sep = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            sep = true;
-        } else {
-            if sep && !out.is_empty() {
-                out.push('-');
-            }
-            sep = false;
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    out
-}
-
 /// Where an installed file lands (the install schemes of the wheel spec).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scheme {
@@ -286,116 +198,6 @@ impl Scheme {
     /// purelib and platlib are one directory in a venv: site-packages.
     pub fn in_site_packages(self) -> bool {
         matches!(self, Scheme::Purelib | Scheme::Platlib)
-    }
-}
-
-/// One RECORD hash: the algorithm and the raw digest bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordHash {
-    pub algorithm: String,
-    pub digest: Vec<u8>,
-}
-
-impl RecordHash {
-    fn parse(s: &str) -> Option<RecordHash> {
-        let (algorithm, b64) = s.split_once('=')?;
-        if !matches!(algorithm, "sha256" | "sha384" | "sha512") {
-            return None;
-        }
-        let digest = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(b64.trim_end_matches('='))
-            .ok()?;
-        Some(RecordHash {
-            algorithm: algorithm.to_string(),
-            digest,
-        })
-    }
-
-    fn encode(algorithm: &str, digest: &[u8]) -> String {
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
-        format!("{algorithm}={b64}")
-    }
-
-    /// The RECORD form of a sha256 digest, for files we generate.
-    pub fn sha256_field(d: &Digest) -> String {
-        Self::encode("sha256", &d.0)
-    }
-}
-
-/// One parsed RECORD row.
-#[derive(Debug, Clone)]
-pub struct RecordRow {
-    pub hash: Option<RecordHash>,
-    pub size: Option<u64>,
-}
-
-/// Parse RECORD (CSV: path, hash, size) into rows keyed by path.
-pub fn parse_record(text: &str) -> Result<HashMap<String, RecordRow>, WheelError> {
-    let mut rows = HashMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let bad = |why: &str| WheelError::BadRecord {
-            line: i + 1,
-            why: why.to_string(),
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let fields = split_csv(line).ok_or_else(|| bad("unbalanced quotes"))?;
-        if fields.len() != 3 {
-            return Err(bad("expected 3 fields: path,hash,size"));
-        }
-        let hash = match fields[1].as_str() {
-            "" => None,
-            h => Some(
-                RecordHash::parse(h)
-                    .ok_or_else(|| bad("hash is not sha256/384/512=<urlsafe base64>"))?,
-            ),
-        };
-        let size = match fields[2].as_str() {
-            "" => None,
-            s => Some(s.parse().map_err(|_| bad("size is not a number"))?),
-        };
-        if rows
-            .insert(fields[0].clone(), RecordRow { hash, size })
-            .is_some()
-        {
-            return Err(bad(&format!("{:?} listed twice", fields[0])));
-        }
-    }
-    Ok(rows)
-}
-
-/// Split one CSV line (RFC 4180 quoting, as Python's csv module writes it).
-fn split_csv(line: &str) -> Option<Vec<String>> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', true) => quoted = false,
-            ('"', false) if cur.is_empty() => quoted = true,
-            (',', false) => fields.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    if quoted {
-        return None;
-    }
-    fields.push(cur);
-    Some(fields)
-}
-
-/// Quote a RECORD path field the way Python's csv module would.
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
     }
 }
 
@@ -544,81 +346,6 @@ impl<'a> Wheel<'a> {
     /// The RECORD rows, for tools that report what a wheel claims.
     pub fn record(&self) -> &HashMap<String, RecordRow> {
         &self.record
-    }
-}
-
-/// Check bytes read back from an installed file against their RECORD
-/// row, exactly as extraction checks a wheel's entries. Returns their
-/// sha256, which the caller usually needs next.
-pub fn verify_bytes(path: &str, row: &RecordRow, bytes: &[u8]) -> Result<Digest, WheelError> {
-    let digest = Digest::of(bytes);
-    let other = row.hash.as_ref().and_then(|h| {
-        let mut o = OtherHasher::new(&h.algorithm)?;
-        o.update(bytes);
-        Some(o)
-    });
-    verify_row(path, row, &digest, bytes.len() as u64, other)?;
-    Ok(digest)
-}
-
-fn verify_row(
-    path: &str,
-    row: &RecordRow,
-    digest: &Digest,
-    size: u64,
-    other: Option<OtherHasher>,
-) -> Result<(), WheelError> {
-    if let Some(expected) = row.size {
-        if expected != size {
-            return Err(WheelError::SizeMismatch {
-                path: path.to_string(),
-                expected,
-                actual: size,
-            });
-        }
-    }
-    let Some(hash) = &row.hash else {
-        return Ok(());
-    };
-    let actual = match other {
-        Some(h) => h.finish(),
-        None => digest.0.to_vec(),
-    };
-    if actual != hash.digest {
-        return Err(WheelError::HashMismatch {
-            path: path.to_string(),
-            expected: RecordHash::encode(&hash.algorithm, &hash.digest),
-            actual: RecordHash::encode(&hash.algorithm, &actual),
-        });
-    }
-    Ok(())
-}
-
-/// A second hash for RECORD rows that use sha384/sha512.
-enum OtherHasher {
-    Sha384(Sha384),
-    Sha512(Sha512),
-}
-
-impl OtherHasher {
-    fn new(algorithm: &str) -> Option<Self> {
-        match algorithm {
-            "sha384" => Some(OtherHasher::Sha384(Sha384::new())),
-            "sha512" => Some(OtherHasher::Sha512(Sha512::new())),
-            _ => None,
-        }
-    }
-    fn update(&mut self, b: &[u8]) {
-        match self {
-            OtherHasher::Sha384(h) => h.update(b),
-            OtherHasher::Sha512(h) => h.update(b),
-        }
-    }
-    fn finish(self) -> Vec<u8> {
-        match self {
-            OtherHasher::Sha384(h) => h.finalize().to_vec(),
-            OtherHasher::Sha512(h) => h.finalize().to_vec(),
-        }
     }
 }
 
@@ -796,98 +523,6 @@ fn read_small(
     String::from_utf8(buf)
         .map(Some)
         .map_err(|_| WheelError::NotUtf8(path.to_string()))
-}
-
-/// Parse RFC 822-style `Key: value` headers (WHEEL, METADATA), stopping
-/// at the first blank line (the METADATA body is the description).
-fn headers(text: &str) -> Vec<(&str, &str)> {
-    text.lines()
-        .take_while(|l| !l.trim().is_empty())
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim(), v.trim()))
-        .collect()
-}
-
-fn header<'t>(h: &[(&str, &'t str)], key: &str) -> Option<&'t str> {
-    h.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .map(|(_, v)| *v)
-}
-
-/// Returns Root-Is-Purelib after checking Wheel-Version.
-fn parse_wheel_file(text: &str) -> Result<bool, WheelError> {
-    let h = headers(text);
-    let version = header(&h, "Wheel-Version")
-        .ok_or_else(|| WheelError::BadWheelFile("no Wheel-Version".into()))?;
-    if version.split('.').next() != Some("1") {
-        return Err(WheelError::UnsupportedWheelVersion(version.to_string()));
-    }
-    match header(&h, "Root-Is-Purelib")
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("true") => Ok(true),
-        Some("false") => Ok(false),
-        _ => Err(WheelError::BadWheelFile(
-            "Root-Is-Purelib must be true or false".into(),
-        )),
-    }
-}
-
-/// The value of the first `key:` header of a WHEEL or METADATA file.
-pub fn first_header<'t>(text: &'t str, key: &str) -> Option<&'t str> {
-    header(&headers(text), key)
-}
-
-/// `Name` and `Version` of a METADATA file (a wheel's or an installed
-/// dist's: they are the same file).
-pub fn parse_metadata(text: &str) -> Result<(String, String), WheelError> {
-    let h = headers(text);
-    let name = header(&h, "Name").ok_or_else(|| WheelError::BadMetadata("no Name".into()))?;
-    let version =
-        header(&h, "Version").ok_or_else(|| WheelError::BadMetadata("no Version".into()))?;
-    Ok((name.to_string(), version.to_string()))
-}
-
-/// Parse `entry_points.txt` (an INI file: `[group]` then `name = value`).
-pub fn parse_entry_points(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
-    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let mut group: Option<String> = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with(['#', ';']) {
-            continue;
-        }
-        if let Some(g) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            group = Some(g.trim().to_string());
-        } else if let (Some(g), Some((k, v))) = (&group, line.split_once('=')) {
-            out.entry(g.clone())
-                .or_default()
-                .insert(k.trim().to_string(), v.trim().to_string());
-        }
-    }
-    out
-}
-
-/// Console and GUI script names become files in `bin/`, so each must be
-/// one plain path component (`../../.bashrc` would write outside the venv);
-/// their values are pasted into Python source, so no control characters
-/// (a lone `\r` ends a Python line).
-fn check_script_entry_points(
-    entry_points: &BTreeMap<String, BTreeMap<String, String>>,
-) -> Result<(), WheelError> {
-    for group in ["console_scripts", "gui_scripts"] {
-        for (name, value) in entry_points.get(group).into_iter().flatten() {
-            let bad = |why: &str| WheelError::BadEntryPoint(format!("[{group}] {name:?}: {why}"));
-            if name.contains('/') || check_safe_path(name).is_err() {
-                return Err(bad("a script name must be a plain file name"));
-            }
-            if value.chars().any(char::is_control) {
-                return Err(bad("control character in the value"));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Map archive names to install schemes: `X.data/<scheme>/...` goes to
