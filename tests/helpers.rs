@@ -745,6 +745,9 @@ fn autofs_mounts_env_on_access_and_expires_it() {
         );
         return;
     };
+    if !kernel_has("autofs_mounts_env_on_access_and_expires_it", "autofs") {
+        return;
+    }
     let env = Env::new();
     let envs = env.dir("envs");
     let good = env.manifest_at(&envs.join("good/sitefs.toml"), "sfalpha");
