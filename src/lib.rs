@@ -24,6 +24,7 @@ pub mod manifest;
 pub mod mount;
 pub mod progress;
 pub mod resolve;
+pub mod stamp;
 pub mod store;
 pub mod view;
 pub mod wheel;

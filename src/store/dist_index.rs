@@ -18,12 +18,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::hashing::Digest;
+use crate::stamp::FileStamp;
 use crate::wheel::Scheme;
 
 /// What a distribution is: shown by `store ls/info`, used to pick
@@ -110,7 +110,7 @@ impl DistIndex {
     /// `files.idx` for this index, whose `files.tsv` is in `dir`.
     pub fn render_binary(&self, dir: &Path) -> std::io::Result<Vec<u8>> {
         let tsv = std::fs::metadata(dir.join(FILES_FILE))?;
-        Ok(render_binary(&self.files, Stamp::of(&tsv)))
+        Ok(render_binary(&self.files, FileStamp::of(&tsv)))
     }
 
     /// Load a dist's index from its directory in the store: the rows
@@ -169,30 +169,15 @@ fn render_files(files: &[FileEntry]) -> String {
     out
 }
 
-/// What `files.idx` remembers of the `files.tsv` it was made from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    len: u64,
-    mtime_ns: i64,
-}
-
-impl Stamp {
-    fn of(m: &std::fs::Metadata) -> Stamp {
-        Stamp {
-            len: m.len(),
-            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-        }
-    }
-}
-
 const BINARY_MAGIC: &[u8; 8] = b"SFIDX\0\0\x01";
 const BINARY_HEADER: usize = 32;
 const BINARY_ROW: usize = 48;
 
-/// Header: magic, the tsv's length and mtime, row count, path bytes.
+/// Header: magic, the tsv's length and mtime (not its inode: a copied
+/// store keeps mtimes, and its indexes stay good), row count, path bytes.
 /// Rows: size, object, path length, scheme, executable (48 bytes, little
 /// endian). Then every path, back to back.
-fn render_binary(files: &[FileEntry], stamp: Stamp) -> Vec<u8> {
+fn render_binary(files: &[FileEntry], stamp: FileStamp) -> Vec<u8> {
     let paths: usize = files.iter().map(|f| f.path.len()).sum();
     let mut out = Vec::with_capacity(BINARY_HEADER + files.len() * BINARY_ROW + paths);
     out.extend_from_slice(BINARY_MAGIC);
@@ -217,14 +202,14 @@ fn render_binary(files: &[FileEntry], stamp: Stamp) -> Vec<u8> {
 fn load_binary(dir: &Path) -> Option<Vec<FileEntry>> {
     let tsv = std::fs::metadata(dir.join(FILES_FILE)).ok()?;
     let bytes = std::fs::read(dir.join(BINARY_FILE)).ok()?;
-    let files = parse_binary(&bytes, Stamp::of(&tsv));
+    let files = parse_binary(&bytes, FileStamp::of(&tsv));
     if files.is_none() {
         log::debug!("{}/{BINARY_FILE}: stale or damaged", dir.display());
     }
     files
 }
 
-fn parse_binary(bytes: &[u8], stamp: Stamp) -> Option<Vec<FileEntry>> {
+fn parse_binary(bytes: &[u8], stamp: FileStamp) -> Option<Vec<FileEntry>> {
     let u32_at = |at: usize| Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
     let u64_at = |at: usize| Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
     if bytes.get(..8)? != BINARY_MAGIC
@@ -352,12 +337,12 @@ mod tests {
         idx.write(dir.path()).unwrap();
         let bin = std::fs::read(dir.path().join(BINARY_FILE)).unwrap();
         let tsv = std::fs::metadata(dir.path().join(FILES_FILE)).unwrap();
-        let stamp = Stamp::of(&tsv);
+        let stamp = FileStamp::of(&tsv);
         assert_eq!(parse_binary(&bin, stamp).unwrap(), idx.files);
         // Another files.tsv (a different stamp), and every damage a
         // truncation, a bad magic, a bad scheme or flag byte, or a wrong
         // path length can do.
-        let other = Stamp {
+        let other = FileStamp {
             mtime_ns: stamp.mtime_ns + 1,
             ..stamp
         };

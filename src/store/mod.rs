@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::hashing::{Digest, DigestMap};
+use crate::stamp::FileStamp;
 use crate::store::dist_index::{DistIndex, DistMeta, IndexError, BINARY_FILE};
 use crate::store::layout::{Dir, Layout};
 use crate::wheel::normalize_name;
@@ -359,16 +360,7 @@ impl Store {
 }
 
 fn wheel_key(wheel: &Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(wheel).ok()?;
-    Some(format!(
-        "{}:{}:{}:{}.{}",
-        m.dev(),
-        m.ino(),
-        m.size(),
-        m.mtime(),
-        m.mtime_nsec()
-    ))
+    FileStamp::read(wheel).map(|s| s.key())
 }
 
 /// Store ids are single path components of safe characters.
