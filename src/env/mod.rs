@@ -29,7 +29,7 @@ use crate::store::bytecode::CompilerPool;
 use crate::store::dist_index::{DistIndex, DistMeta};
 use crate::store::ingest::{self, IngestError};
 use crate::store::layout::Dir;
-use crate::store::lock::UseGuard;
+use crate::store::lock::{Owner, UseGuard};
 use crate::store::roots;
 use crate::store::{io_at, Store, StoreError};
 use crate::view::image;
@@ -70,6 +70,14 @@ pub enum EnvError {
         first: String,
         second: String,
     },
+    #[error("{dist} installs {path}, which is the venv's own {own}: refusing it (a wheel may not replace the venv's interpreter links, pyvenv.cfg, activate scripts or manifest)")]
+    Skeleton {
+        dist: String,
+        path: String,
+        own: String,
+    },
+    #[error("{} would be written outside the venv {} (through a symlink): refusing it", path.display(), venv.display())]
+    Escapes { path: PathBuf, venv: PathBuf },
     #[error("not in {venv}: {names}")]
     NotInEnv { venv: PathBuf, names: String },
     #[error("the mount at {0} did not pick up the new manifest within 10 s (is its daemon running? try `sitefs env umount` and `sitefs env mount`)")]
@@ -219,6 +227,15 @@ fn probe(store: &Store, python: &std::ffi::OsStr) -> Result<Interpreter, EnvErro
     )?)
 }
 
+/// The interpreter an existing env was made with (`pythonX.Y` on PATH for
+/// manifests that do not say).
+fn env_python(m: &Manifest) -> PathBuf {
+    m.python
+        .executable
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("python{}", m.python.version)))
+}
+
 /// Resolve the sources to store dists, ingesting and compiling only
 /// what the store lacks.
 fn resolve_sources(
@@ -274,15 +291,51 @@ fn new_manifest(
 }
 
 /// A staging directory beside the venv, so the final rename is atomic.
+///
+/// Made fresh (`mkdir`, which fails on anything already there, with a
+/// name nobody can predict): the parent may be writable by others, as
+/// `/tmp` is, and a directory someone else prepared would hand them the
+/// venv. Its name carries the creating process, so stages of creates that
+/// were killed are removed by the next create beside them.
 fn stage_dir(venv: &Path) -> Result<PathBuf, EnvError> {
+    let prefix = stage_prefix(venv);
+    let parent = venv.parent().unwrap_or(Path::new("/"));
+    remove_dead_stages(parent, &prefix);
+    let stage = parent.join(format!("{prefix}{}", Owner::me().unique_name()));
+    fs::create_dir(&stage).map_err(io_at(&stage))?;
+    Ok(stage)
+}
+
+fn stage_prefix(venv: &Path) -> String {
     let name = venv
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let parent = venv.parent().unwrap_or(Path::new("/"));
-    let stage = parent.join(format!(".{name}.sitefs-{}", std::process::id()));
-    fs::create_dir_all(&stage).map_err(io_at(&stage))?;
-    Ok(stage)
+    format!(".{name}.sitefs.")
+}
+
+/// Remove the stages that killed creates of this venv left: ours (same
+/// uid), made on this host by a process that is gone.
+fn remove_dead_stages(parent: &Path, prefix: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let uid = nix::unistd::geteuid().as_raw();
+    for e in fs::read_dir(parent).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(owner) = name.strip_prefix(prefix).and_then(Owner::of_unique_name) else {
+            continue;
+        };
+        let ours = e
+            .path()
+            .symlink_metadata()
+            .is_ok_and(|m| m.is_dir() && m.uid() == uid);
+        if ours && owner.alive_here() == Some(false) {
+            log::debug!(
+                "removing the stage of a killed env create: {}",
+                e.path().display()
+            );
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// What `create` has resolved, for building the env in its stage dir.
@@ -338,7 +391,7 @@ fn write_venv(stage: &Path, new: &NewEnv) -> Result<usize, EnvError> {
     let layout = new.paths.layout(new.manifest);
     let ids: Vec<&str> = new.chosen.iter().map(|(m, _)| m.id.as_str()).collect();
     let files = all_env_files(store, &layout, &ids)?;
-    check_env_file_conflicts(&files)?;
+    check_env_files(&files, new.interp)?;
     venv::create_skeleton(stage, &new.paths.venv, new.interp).map_err(io_at(stage))?;
     let mut scripts = 0;
     for (_, dist_files) in &files {
@@ -377,11 +430,21 @@ fn dist_env_files(
 
 /// Two dists writing different bytes to one path outside site-packages
 /// (a script, header or data file) conflict, as they do inside it.
-fn check_env_file_conflicts(files: &[(String, Vec<EnvFile>)]) -> Result<(), EnvError> {
+/// Refuse env files that two dists write differently, and any that would
+/// replace part of the venv itself ([`venv::skeleton_paths`]).
+fn check_env_files(files: &[(String, Vec<EnvFile>)], interp: &Interpreter) -> Result<(), EnvError> {
+    let skeleton = venv::skeleton_paths(interp);
     let mut seen: std::collections::HashMap<&str, (&str, crate::hashing::Digest)> =
         Default::default();
     for (id, dist_files) in files {
         for f in dist_files {
+            if let Some(own) = venv::claims(&skeleton, &f.path) {
+                return Err(EnvError::Skeleton {
+                    dist: id.clone(),
+                    path: f.path.clone(),
+                    own: own.to_string(),
+                });
+            }
             match seen.get(f.path.as_str()) {
                 Some((first, digest)) if *digest != f.sha256 => {
                     return Err(EnvError::FileConflict {
@@ -402,22 +465,64 @@ fn check_env_file_conflicts(files: &[(String, Vec<EnvFile>)]) -> Result<(), EnvE
 
 /// Copy a dist's scripts, headers and data into the venv. Copies, not
 /// links: editing a file in one venv must never change the store.
+///
+/// No write follows a link or leaves the venv: each file is written to a
+/// fresh temporary name (`O_CREAT|O_EXCL`, which never follows a link) and
+/// renamed over the destination, which replaces a link instead of writing
+/// through it, and its directory must resolve to inside the venv.
 fn write_env_files(root: &Path, store: &Store, files: &[EnvFile]) -> Result<(), EnvError> {
+    let real_root = fs::canonicalize(root).map_err(io_at(root))?;
     for f in files {
         let dest = root.join(&f.path);
-        if let Some(dir) = dest.parent() {
-            fs::create_dir_all(dir).map_err(io_at(dir))?;
+        let dir = dest.parent().unwrap_or(root);
+        fs::create_dir_all(dir).map_err(io_at(dir))?;
+        let real_dir = fs::canonicalize(dir).map_err(io_at(dir))?;
+        if !real_dir.starts_with(&real_root) {
+            return Err(EnvError::Escapes {
+                path: dest,
+                venv: root.to_path_buf(),
+            });
         }
-        match &f.content {
-            EnvContent::Object(d) => fs::copy(store.object_path(d), &dest).map(|_| ()),
-            EnvContent::Generated(bytes) => fs::write(&dest, bytes),
-        }
-        .map_err(io_at(&dest))?;
-        let mode = if f.executable { 0o755 } else { 0o644 };
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&dest, fs::Permissions::from_mode(mode)).map_err(io_at(&dest))?;
+        write_replacing(&dest, f, store).map_err(io_at(&dest))?;
     }
     Ok(())
+}
+
+/// Write one env file to a new temporary file beside `dest`, then rename
+/// it into place.
+fn write_replacing(dest: &Path, f: &EnvFile, store: &Store) -> io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let name = dest.file_name().unwrap_or_default().to_string_lossy();
+    let (tmp, mut file) = (0..100)
+        .find_map(|n| {
+            let tmp = dir.join(format!(".{name}.sitefs-{}-{n}", std::process::id()));
+            let opened = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp);
+            match opened {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => None,
+                other => Some(other.map(|file| (tmp, file))),
+            }
+        })
+        .unwrap_or_else(|| Err(io::ErrorKind::AlreadyExists.into()))?;
+    let written = (|| {
+        match &f.content {
+            EnvContent::Object(d) => {
+                io::copy(&mut fs::File::open(store.object_path(d))?, &mut file)?;
+            }
+            EnvContent::Generated(bytes) => io::Write::write_all(&mut file, bytes)?,
+        }
+        let mode = if f.executable { 0o755 } else { 0o644 };
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        fs::rename(&tmp, dest)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn finish_dir(stage: &Path, paths: &EnvPaths) -> Result<(), EnvError> {
@@ -512,12 +617,7 @@ pub fn add(venv: &Path, sources: &Sources, quiet: bool) -> Result<usize, EnvErro
     let mut m = paths.load()?;
     let store = Store::open(&m.store_path(&paths.manifest))?;
     let _use = UseGuard::acquire(store.root());
-    let python = m
-        .python
-        .executable
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("python{}", m.python.version)));
-    let interp = probe(&store, python.as_os_str())?;
+    let interp = probe(&store, env_python(&m).as_os_str())?;
     let chosen = resolve_sources(&store, &interp, sources, quiet)?;
     let names: BTreeMap<String, usize> = m
         .dists
@@ -538,7 +638,7 @@ pub fn add(venv: &Path, sources: &Sources, quiet: bool) -> Result<usize, EnvErro
     build_view(&m, &store, &paths.manifest, UNIX_EPOCH)?;
     let ids: Vec<&str> = m.dists.iter().map(|d| d.id.as_str()).collect();
     let files = all_env_files(&store, &layout, &ids)?;
-    check_env_file_conflicts(&files)?;
+    check_env_files(&files, &interp)?;
     for (_, dist_files) in files
         .iter()
         .filter(|(id, _)| added.iter().any(|a| &a.id == id))
@@ -557,11 +657,22 @@ pub fn repair(venv: &Path) -> Result<usize, EnvError> {
     let m = paths.load()?;
     let store = Store::open(&m.store_path(&paths.manifest))?;
     let layout = paths.layout(&m);
+    let interp = probe(&store, env_python(&m).as_os_str())?;
+    let files = m
+        .dists
+        .iter()
+        .map(|d| {
+            Ok((
+                d.id.clone(),
+                dist_env_files(&store, &*store.load(&d.id)?, &layout)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, EnvError>>()?;
+    check_env_files(&files, &interp)?;
     let mut written = 0;
-    for d in &m.dists {
-        let files = dist_env_files(&store, &*store.load(&d.id)?, &layout)?;
-        write_env_files(&paths.venv, &store, &files)?;
-        written += files.len();
+    for (_, dist_files) in &files {
+        write_env_files(&paths.venv, &store, dist_files)?;
+        written += dist_files.len();
     }
     Ok(written)
 }

@@ -6,7 +6,7 @@
 use std::fs;
 use std::io;
 use std::os::unix::fs::symlink;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::resolve::interpreter::Interpreter;
 
@@ -22,6 +22,39 @@ const ACTIVATE_SCRIPTS: [(&str, &str); 4] = [
 /// puts it on POSIX, and so where every venv tool looks for it.
 pub fn site_packages(python_version: &str) -> String {
     format!("lib/python{python_version}/site-packages")
+}
+
+/// The venv-relative paths the skeleton owns: its config, interpreter
+/// links, activate scripts, `lib64` and site-packages (the mount), plus the
+/// env's manifest. A dist may install nothing at or under them: writing
+/// `bin/python` would write *through* the link into the base interpreter,
+/// and a `.data/data/sitefs.toml` would replace the env's manifest.
+pub fn skeleton_paths(interp: &Interpreter) -> Vec<String> {
+    let mut out: Vec<String> = ["pyvenv.cfg", "lib64", crate::env::MANIFEST_NAME]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    out.extend(
+        python_links(interp)
+            .into_iter()
+            .map(|(name, _)| format!("bin/{name}")),
+    );
+    out.extend(ACTIVATE_SCRIPTS.iter().map(|(_, f)| format!("bin/{f}")));
+    out.push(site_packages(&interp.version));
+    out
+}
+
+/// The first skeleton path that `path` (venv-relative) is or lies under.
+pub fn claims<'s>(skeleton: &'s [String], path: &str) -> Option<&'s str> {
+    skeleton
+        .iter()
+        .find(|s| {
+            path == s.as_str()
+                || path
+                    .strip_prefix(s.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+        })
+        .map(String::as_str)
 }
 
 /// Write the skeleton of a venv into `dir`, with every path inside it
@@ -53,18 +86,27 @@ fn pyvenv_cfg(final_dir: &Path, interp: &Interpreter) -> String {
 
 /// `python3.X -> <base executable>`, `python` and `python3` -> `python3.X`.
 fn link_pythons(bin: &Path, interp: &Interpreter) -> io::Result<()> {
+    for (name, target) in python_links(interp) {
+        symlink(target, bin.join(name))?;
+    }
+    Ok(())
+}
+
+/// The `bin/` links as (name, target): the base executable's own name
+/// pointing at it, the other spellings pointing at that name.
+fn python_links(interp: &Interpreter) -> Vec<(String, PathBuf)> {
     let exe_name = interp
         .base_executable
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| format!("python{}", interp.version));
-    symlink(&interp.base_executable, bin.join(&exe_name))?;
+    let mut out = vec![(exe_name.clone(), interp.base_executable.clone())];
     for alias in ["python", "python3", &format!("python{}", interp.version)] {
         if alias != exe_name {
-            symlink(&exe_name, bin.join(alias))?;
+            out.push((alias.to_string(), PathBuf::from(&exe_name)));
         }
     }
-    Ok(())
+    out
 }
 
 /// Copy the interpreter's own activate templates with venv's

@@ -17,7 +17,7 @@ use std::io::{self, BufWriter};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Once};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -330,18 +330,7 @@ struct StageDir {
 
 impl StageDir {
     fn new(store: &Store) -> Result<StageDir, StoreError> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let me = Owner::me();
-        let name = format!(
-            "{STAGE_PREFIX}{}.{}.{nanos}.{}.{}",
-            me.pid,
-            me.start,
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            me.host,
-        );
+        let name = format!("{STAGE_PREFIX}{}", Owner::me().unique_name());
         let path = store.tmp_dir().join(name);
         fs::create_dir_all(store.tmp_dir()).map_err(io_at(&store.tmp_dir()))?;
         fs::create_dir(&path).map_err(io_at(&path))?;
@@ -349,13 +338,9 @@ impl StageDir {
     }
 
     /// The process that made the staging directory called `name`, if it
-    /// is one: `ingest.<pid>.<start>.<nanos>.<n>.<host>`.
+    /// is one.
     fn owner_of(name: &str) -> Option<Owner> {
-        let mut it = name.strip_prefix(STAGE_PREFIX)?.splitn(5, '.');
-        let pid = it.next()?.parse().ok()?;
-        let start = it.next()?.parse().ok()?;
-        let host = it.nth(2)?.to_string();
-        Some(Owner { host, pid, start })
+        Owner::of_unique_name(name.strip_prefix(STAGE_PREFIX)?)
     }
 }
 
@@ -781,8 +766,8 @@ mod tests {
         // The same pid with another start time is a process that is gone
         // (a reused pid must not keep a dead ingest's litter alive).
         let me = Owner::me();
-        let dead = format!("{STAGE_PREFIX}{}.{}.1.0.{}", me.pid, me.start + 1, me.host);
-        let remote = format!("{STAGE_PREFIX}1.1.1.0.elsewhere.invalid");
+        let dead = format!("{STAGE_PREFIX}{}.{}.10.{}", me.pid, me.start + 1, me.host);
+        let remote = format!("{STAGE_PREFIX}1.1.10.elsewhere.invalid");
         for n in [&dead, &remote] {
             fs::create_dir(store.tmp_dir().join(n)).unwrap();
         }

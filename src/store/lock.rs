@@ -27,6 +27,7 @@
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::store::layout::{Dir, Layout, GC_LOCK};
@@ -96,24 +97,49 @@ fn start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Whether a lock/mark file was left by a process that is gone.
+/// Whether a lock/mark file was left by a process that is gone, or was
+/// never a real one. Marks live in a directory every user of a shared
+/// store can write, so one is believed only if it is a small regular file
+/// (never a link or FIFO), a local owner process belongs to the file's
+/// owner (a mark naming someone else's process, init's say, does not
+/// hold gc up), and its mtime is not in the future (a mark dated years
+/// ahead would never age).
 fn is_stale(path: &Path) -> bool {
-    let Ok(text) = fs::read_to_string(path) else {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let Ok(f) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    else {
+        // Gone (not stale: nothing to remove), or a link: never ours.
+        return fs::symlink_metadata(path).is_ok();
+    };
+    let Ok(meta) = f.metadata() else {
         return false;
+    };
+    let mut text = String::new();
+    if !meta.is_file() || f.take(4096).read_to_string(&mut text).is_err() {
+        return true;
+    }
+    let age = SystemTime::now().duration_since(meta.modified().unwrap_or(SystemTime::now()));
+    let Ok(age) = age else {
+        return true; // dated in the future
     };
     let Some(owner) = Owner::parse(&text) else {
         // Unparseable: a writer between create and write, or garbage.
-        return age(path).is_some_and(|a| a > Duration::from_secs(60));
+        return age > Duration::from_secs(60);
     };
     match owner.alive_here() {
-        Some(alive) => !alive,
-        None => age(path).is_some_and(|a| a > REMOTE_STALE_AFTER),
+        Some(alive) => !alive || process_uid(owner.pid) != Some(meta.uid()),
+        None => age > REMOTE_STALE_AFTER,
     }
 }
 
-fn age(path: &Path) -> Option<Duration> {
-    let m = fs::metadata(path).ok()?.modified().ok()?;
-    SystemTime::now().duration_since(m).ok()
+/// The uid a local process runs as (the owner of `/proc/PID`).
+fn process_uid(pid: u32) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(format!("/proc/{pid}")).ok().map(|m| m.uid())
 }
 
 /// Create `path` exclusively with the caller as owner.
@@ -127,10 +153,31 @@ fn create_owned(path: &Path) -> io::Result<()> {
 }
 
 fn unique_name() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!("{}.{}.{nanos:08x}", hostname(), std::process::id())
+    Owner::me().unique_name()
+}
+
+impl Owner {
+    /// A file name no other process, here or on another host, makes:
+    /// `<pid>.<start>.<nonce>.<host>`. The owner can be read back from it
+    /// ([`Owner::of_unique_name`]), so litter a killed process left under
+    /// such a name is recognised as dead by whoever finds it.
+    pub fn unique_name(&self) -> String {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        format!("{}.{}.{nanos:x}{n:x}.{}", self.pid, self.start, self.host)
+    }
+
+    /// The owner a [`Owner::unique_name`] names.
+    pub fn of_unique_name(name: &str) -> Option<Owner> {
+        let mut it = name.splitn(4, '.');
+        let pid = it.next()?.parse().ok()?;
+        let start = it.next()?.parse().ok()?;
+        let host = it.nth(1)?.to_string();
+        Some(Owner { host, pid, start })
+    }
 }
 
 fn locks_dir(store: &Path) -> PathBuf {
@@ -401,5 +448,36 @@ mod tests {
         assert_eq!(live_users(store).len(), 1);
         drop(guard);
         assert!(live_users(store).is_empty());
+    }
+
+    #[test]
+    fn planted_marks_do_not_hold_gc() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path();
+        let users = users_dir(store);
+        fs::create_dir_all(&users).unwrap();
+        let me = Owner::me();
+        // A real mark of ours is live.
+        let ours = users.join("ours");
+        fs::write(&ours, me.to_line()).unwrap();
+        assert!(!is_stale(&ours));
+        // The same live process claimed by a file another uid owns.
+        let claimed = users.join("claimed");
+        fs::write(&claimed, me.to_line()).unwrap();
+        std::os::unix::fs::chown(&claimed, Some(65534), Some(65534)).unwrap();
+        assert!(is_stale(&claimed), "a mark naming another user's process");
+        // Another host's mark dated far in the future never ages: stale.
+        let future = users.join("future");
+        fs::write(&future, "elsewhere.invalid 1 1\n").unwrap();
+        let f = fs::File::options().write(true).open(&future).unwrap();
+        f.set_modified(SystemTime::now() + Duration::from_secs(10 * 365 * 86400))
+            .unwrap();
+        assert!(is_stale(&future));
+        // A FIFO is never waited on (reading it would block).
+        let fifo = users.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(is_stale(&fifo));
+        let live = live_users(store);
+        assert_eq!(live, vec!["ours".to_string()]);
     }
 }

@@ -18,7 +18,6 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::manifest::Manifest;
 use crate::store::layout::{Dir, Layout};
 use crate::store::lock::Owner;
 use crate::store::{io_at, Store, StoreError};
@@ -39,25 +38,53 @@ pub struct Root {
     pub dists: Vec<String>,
 }
 
+/// A root on disk: TOML, so any path (a newline in a venv name included)
+/// reads back as written.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RootFile {
+    version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    manifest: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mountpoint: Option<PathBuf>,
+    /// `host pid start`, for mounts: whether the daemon still runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
+    dists: Vec<String>,
+}
+
+/// Roots are small; a bigger file is not one of ours and is not read.
+const MAX_ROOT_BYTES: u64 = 4 << 20;
+
 impl Root {
     fn render(&self) -> String {
-        let mut out = String::from("# sitefs gc root\n");
-        if let Some(m) = &self.manifest {
-            out += &format!("manifest {}\n", m.display());
-        }
-        if let Some(m) = &self.mountpoint {
-            out += &format!("mountpoint {}\n", m.display());
-        }
-        if let Some(o) = &self.owner {
-            out += &format!("owner {}\n", o.to_line());
-        }
-        for d in &self.dists {
-            out += &format!("dist {d}\n");
-        }
-        out
+        let file = RootFile {
+            version: 1,
+            manifest: self.manifest.clone(),
+            mountpoint: self.mountpoint.clone(),
+            owner: self.owner.as_ref().map(Owner::to_line),
+            dists: self.dists.clone(),
+        };
+        toml::to_string(&file).unwrap_or_default()
     }
 
-    fn parse(text: &str) -> Root {
+    fn parse(text: &str) -> Option<Root> {
+        if text.starts_with("# sitefs gc root\n") {
+            return Some(Root::parse_v0(text));
+        }
+        let file: RootFile = toml::from_str(text).ok()?;
+        Some(Root {
+            manifest: file.manifest,
+            mountpoint: file.mountpoint,
+            owner: file.owner.as_deref().and_then(Owner::parse),
+            dists: file.dists,
+        })
+    }
+
+    /// The line format of sitefs before roots were TOML, still read so an
+    /// upgrade does not let gc drop existing envs' dists.
+    fn parse_v0(text: &str) -> Root {
         let mut root = Root::default();
         for line in text.lines() {
             let Some((key, value)) = line.split_once(' ') else {
@@ -74,27 +101,74 @@ impl Root {
         root
     }
 
-    fn load(path: &Path) -> io::Result<Root> {
-        fs::read_to_string(path).map(|t| Root::parse(&t))
-    }
-
-    /// Write atomically (temp file + rename), readable by everyone so the
-    /// store's owner can run gc.
+    /// Write atomically and safely in a directory every user can write:
+    /// the data goes to a new file under an unpredictable name
+    /// (`O_CREAT|O_EXCL`, so nothing planted there is followed or reused),
+    /// readable by everyone so the store's owner can run gc, then renamed
+    /// onto `path`.
     fn save(&self, path: &Path) -> io::Result<()> {
-        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-        fs::write(&tmp, self.render())
-            .and_then(|()| fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)))
-            .and_then(|()| fs::rename(&tmp, path))
-            .inspect_err(|_| {
-                let _ = fs::remove_file(&tmp);
-            })
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let tmp = dir.join(format!("{TEMP_PREFIX}{}", Owner::me().unique_name()));
+        let written = (|| {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)?;
+            f.set_permissions(fs::Permissions::from_mode(0o644))?;
+            f.write_all(self.render().as_bytes())?;
+            fs::rename(&tmp, path)
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written
     }
 }
 
+/// Read one root file, trusting nothing about it: it must be a regular
+/// file (never a link, FIFO or device: opened with `O_NOFOLLOW|O_NONBLOCK`
+/// and checked before reading), owned by the uid its name claims, and
+/// small.
+fn read_root(path: &Path) -> Option<Root> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let uid: u32 = path
+        .file_name()?
+        .to_str()?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()?;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let m = f.metadata().ok()?;
+    if !m.is_file() || m.uid() != uid || m.len() > MAX_ROOT_BYTES {
+        return None;
+    }
+    let mut text = String::new();
+    f.take(MAX_ROOT_BYTES).read_to_string(&mut text).ok()?;
+    Root::parse(&text)
+}
+
+/// Root files are named `<uid>.<rest>`: whose claim it is, checked against
+/// the file's owner by every reader.
+fn root_name(rest: &str) -> String {
+    format!("{}.{rest}", nix::unistd::geteuid().as_raw())
+}
+
 fn env_root_path(store: &Store, venv: &Path) -> PathBuf {
-    store
+    let key = store
         .layout()
-        .keyed(Dir::EnvRoots, venv.as_os_str().as_encoded_bytes())
+        .keyed(Dir::EnvRoots, venv.as_os_str().as_encoded_bytes());
+    let hash = key.file_name().unwrap_or_default().to_string_lossy();
+    store.path(Dir::EnvRoots).join(root_name(&hash))
 }
 
 /// Record (or update) an env as a root of its store.
@@ -137,18 +211,21 @@ fn read_roots(dir: &Path) -> Vec<(PathBuf, Root)> {
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| !is_temp(p))
-        .filter_map(|p| Root::load(&p).ok().map(|r| (p, r)))
+        .filter_map(|p| read_root(&p).map(|r| (p, r)))
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
 
-/// Temp files of an interrupted atomic write (`NAME.tmp.PID`).
+/// Temp files of an interrupted atomic write: ours (`.tmp.<unique name>`)
+/// and those of earlier sitefs versions (`NAME.tmp.PID`).
 pub fn is_temp(p: &Path) -> bool {
     p.file_name()
         .and_then(|n| n.to_str())
-        .is_some_and(|n| n.contains(".tmp."))
+        .is_some_and(|n| n.starts_with(TEMP_PREFIX) || n.contains(".tmp."))
 }
+
+const TEMP_PREFIX: &str = ".tmp.";
 
 /// A live mount's root, held by its daemon: written once the mount
 /// exists, rewritten on every reload, removed when the daemon exits.
@@ -169,7 +246,7 @@ impl MountRoot {
         let owner = Owner::me();
         let path = store
             .path(Dir::MountRoots)
-            .join(format!("{}.{}", owner.host, owner.pid));
+            .join(root_name(&owner.unique_name()));
         let root = Root {
             manifest: Some(manifest.to_path_buf()),
             mountpoint: Some(mountpoint.to_path_buf()),
@@ -282,7 +359,7 @@ pub fn live(store: &Store) -> Live {
     let mut live = Live::default();
     for (file, root) in env_roots(store) {
         live.env_roots += 1;
-        add_env_root(store, &mut live, file, root);
+        add_env_root(&mut live, file, root);
     }
     for (file, root) in mount_roots(store) {
         add_mount_root(&mut live, file, root);
@@ -296,12 +373,15 @@ pub fn live(store: &Store) -> Live {
     live
 }
 
-fn add_env_root(store: &Store, live: &mut Live, file: PathBuf, root: Root) {
+fn add_env_root(live: &mut Live, file: PathBuf, root: Root) {
     let Some(manifest) = root.manifest.clone() else {
         live.dists.extend(root.dists);
         return;
     };
-    match fs::metadata(&manifest) {
+    // Only a stat: gc never opens files a root names (a FIFO there would
+    // hang it, /dev/zero would fill its memory), and the dists to keep are
+    // the root's own copy, which env create, add and remove keep current.
+    match fs::symlink_metadata(&manifest) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             live.notes.push(RootNote {
                 message: format!(
@@ -312,15 +392,8 @@ fn add_env_root(store: &Store, live: &mut Live, file: PathBuf, root: Root) {
                 file,
                 drop: true,
             });
-            return;
         }
         _ => live.dists.extend(root.dists),
-    }
-    // The manifest may have been edited by hand since: keep its dists too.
-    if let Ok(m) = Manifest::load(&manifest) {
-        if m.store_path(&manifest) == store.root() {
-            live.dists.extend(m.dists.into_iter().map(|d| d.id));
-        }
     }
 }
 
@@ -368,7 +441,72 @@ mod tests {
             owner: Some(Owner::me()),
             dists: vec!["a-1-0123456789abcdef".into(), "b-2-0123456789abcdef".into()],
         };
-        assert_eq!(Root::parse(&r.render()), r);
+        assert_eq!(Root::parse(&r.render()), Some(r.clone()));
+        // A newline in a venv path reads back as the same path, not as a
+        // second key (the line format read `/v\ndist x` as two rows).
+        let odd = Root {
+            manifest: Some("/tmp/a\nmanifest /elsewhere/sitefs.toml".into()),
+            ..r.clone()
+        };
+        assert_eq!(Root::parse(&odd.render()), Some(odd));
+        // Roots written by sitefs before TOML still count.
+        let v0 = "# sitefs gc root\nmanifest /v/sitefs.toml\ndist a-1-0123456789abcdef\n";
+        let old = Root::parse(v0).unwrap();
+        assert_eq!(old.manifest, Some("/v/sitefs.toml".into()));
+        assert_eq!(old.dists, vec!["a-1-0123456789abcdef".to_string()]);
+    }
+
+    #[test]
+    fn only_regular_files_of_the_uid_they_name_are_read() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        let r = Root {
+            dists: vec!["a-1-0123456789abcdef".into()],
+            ..Root::default()
+        };
+        let good = dir.path().join(format!("{me}.x"));
+        r.save(&good).unwrap();
+        assert_eq!(read_root(&good), Some(r.clone()));
+        // Claiming another uid than the file's owner: ignored.
+        let liar = dir.path().join(format!("{}.x", me + 1));
+        fs::copy(&good, &liar).unwrap();
+        assert_eq!(read_root(&liar), None);
+        // A link to a root, a FIFO (would block a reader) and /dev/zero
+        // (endless): none is read, none blocks.
+        let link = dir.path().join(format!("{me}.link"));
+        symlink(&good, &link).unwrap();
+        assert_eq!(read_root(&link), None);
+        let fifo = dir.path().join(format!("{me}.fifo"));
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(read_root(&fifo), None);
+        let zero = dir.path().join(format!("{me}.zero"));
+        symlink("/dev/zero", &zero).unwrap();
+        assert_eq!(read_root(&zero), None);
+        assert_eq!(read_roots(dir.path()).len(), 1);
+    }
+
+    #[test]
+    fn saving_never_follows_or_reuses_a_planted_temp_file() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "secret").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+        // Every name the old code could have used for its temp file.
+        let path = dir.path().join("0.root");
+        symlink(
+            &victim,
+            path.with_extension(format!("tmp.{}", std::process::id())),
+        )
+        .unwrap();
+        Root::default().save(&path).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "secret");
+        assert_eq!(
+            fs::metadata(&victim).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(fs::symlink_metadata(&path).unwrap().is_file());
     }
 
     #[test]

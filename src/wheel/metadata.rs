@@ -76,6 +76,40 @@ pub fn parse_entry_points(text: &str) -> BTreeMap<String, BTreeMap<String, Strin
     out
 }
 
+/// Whether an entry point value is `module.sub:attr.sub [extras]`, as
+/// pip's and installer's grammar requires. The module and attribute are
+/// pasted into the wrapper's `from {module} import {attr}`, so anything
+/// else (`os import getcwd;import os;os.system(...);from os:getcwd`) would
+/// be code run by every user of the script.
+fn is_script_target(value: &str) -> bool {
+    let (spec, extras) = match value.split_once('[') {
+        Some((spec, extras)) => (spec, Some(extras)),
+        None => (value, None),
+    };
+    let extras_ok = extras.is_none_or(|e| {
+        e.trim_end().strip_suffix(']').is_some_and(|inner| {
+            inner.split(',').all(|x| {
+                x.trim()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            })
+        })
+    });
+    let Some((module, attr)) = spec.split_once(':') else {
+        return false;
+    };
+    extras_ok && is_dotted_identifier(module.trim()) && is_dotted_identifier(attr.trim())
+}
+
+fn is_dotted_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|part| {
+            let mut chars = part.chars();
+            chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+                && chars.all(|c| c.is_alphanumeric() || c == '_')
+        })
+}
+
 /// Console and GUI script names become files in `bin/`, so each must be
 /// one plain path component (`../../.bashrc` would write outside the venv);
 /// their values are pasted into Python source, so no control characters
@@ -92,7 +126,43 @@ pub(super) fn check_script_entry_points(
             if value.chars().any(char::is_control) {
                 return Err(bad("control character in the value"));
             }
+            if !is_script_target(value) {
+                return Err(bad(&format!(
+                    "{value:?} is not `module:attr` (dotted Python identifiers, optional [extras])"
+                )));
+            }
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_targets_are_dotted_identifiers() {
+        for good in [
+            "pkg.cli:main",
+            "pkg:main.run [extra]",
+            "p:m[a, b-c]",
+            "_x:é",
+        ] {
+            assert!(is_script_target(good), "{good}");
+        }
+        for bad in [
+            "os import getcwd;import os;os.system('id');from os:getcwd",
+            "pkg",
+            "pkg:",
+            ":main",
+            "pkg.:main",
+            "pkg:main()",
+            "pkg:main [x",
+            "pkg:main [x;y]",
+            "1pkg:main",
+            "pkg:ma in",
+        ] {
+            assert!(!is_script_target(bad), "{bad}");
+        }
+    }
 }

@@ -100,6 +100,10 @@ pub enum WheelError {
     NoHashInRecord(String),
     #[error("RECORD lists {0:?} but the archive has no such file")]
     MissingFromArchive(String),
+    #[error(
+        "{file:?} is both a file and the directory of {inside:?}: the wheel cannot be installed"
+    )]
+    FileAndDirectory { file: String, inside: String },
     #[error("unknown .data scheme {0:?} (expected purelib, platlib, scripts, headers or data)")]
     BadScheme(String),
     #[error("{0} is not valid UTF-8")]
@@ -272,6 +276,7 @@ impl<'a> Wheel<'a> {
         check_script_entry_points(&entry_points)?;
         let record = parse_record(&record_text)?;
         let entries = assign_schemes(entries, &dist_info, root_is_purelib)?;
+        check_tree_shape(&entries)?;
         check_record_coverage(&entries, &record, &dist_info)?;
         Ok(Wheel {
             file_name: name,
@@ -523,6 +528,32 @@ fn read_small(
     String::from_utf8(buf)
         .map(Some)
         .map_err(|_| WheelError::NotUtf8(path.to_string()))
+}
+
+/// A path that is a file may not also be a directory of other files once
+/// installed (purelib and platlib are one directory, site-packages): no
+/// installer could lay such a wheel out, and no mount could serve it.
+fn check_tree_shape(entries: &[Entry]) -> Result<(), WheelError> {
+    fn place(e: &Entry) -> (Scheme, &str) {
+        let scheme = if e.scheme.in_site_packages() {
+            Scheme::Purelib
+        } else {
+            e.scheme
+        };
+        (scheme, e.path.as_str())
+    }
+    let files: HashSet<(Scheme, &str)> = entries.iter().map(place).collect();
+    for e in entries {
+        let (scheme, path) = place(e);
+        let mut ancestors = path.match_indices('/').map(|(i, _)| &path[..i]);
+        if let Some(dir) = ancestors.find(|a| files.contains(&(scheme, *a))) {
+            return Err(WheelError::FileAndDirectory {
+                file: dir.to_string(),
+                inside: path.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Map archive names to install schemes: `X.data/<scheme>/...` goes to
