@@ -258,6 +258,20 @@ impl Work {
         sitefs(all)
     }
 
+    /// `sitefs store add --store S --python PY WHEEL`.
+    pub fn store_add(&self, wheel: &Path) -> Output {
+        let store = self.store();
+        sitefs([
+            OsStr::new("store"),
+            OsStr::new("add"),
+            OsStr::new("--store"),
+            store.as_os_str(),
+            OsStr::new("--python"),
+            OsStr::new(real_python()),
+            wheel.as_os_str(),
+        ])
+    }
+
     /// Creates a venv that must succeed and be mounted; returns its guard.
     pub fn create(&self, venv: &Path, args: &[&OsStr]) -> Venv {
         let guard = Venv::guard(venv);
