@@ -679,3 +679,81 @@ fn adopt_refuses_a_venv_with_an_edited_file_and_leaves_it_as_it_was() {
         "hand edited\n"
     );
 }
+
+/// `env create` killed with SIGKILL at 30 moments spread over its run:
+/// each time the env is either absent (no litter once the next create has
+/// run beside it) or complete and registered, so gc keeps its dists and
+/// it mounts again.
+#[test]
+fn env_create_killed_at_any_moment_leaves_no_half_env_for_gc_to_break() {
+    let work = Work::new();
+    let wheels: Vec<PathBuf> = (0..6)
+        .map(|i| work.wheel(&small_wheel(&format!("k{i}"), "1.0", &format!("v{i}"))))
+        .collect();
+    // Warm the store, so creates spend their time on the env, not ingest.
+    let first = work.path("envs/first");
+    let first_guard = work.create(
+        &first,
+        &wheels.iter().map(|w| w.as_os_str()).collect::<Vec<_>>(),
+    );
+    drop(first_guard);
+    let mut complete = Vec::new();
+    let mut guards = Vec::new();
+    let t = Instant::now();
+    assert_success(&work.create_cmd(
+        &work.path("envs/timing"),
+        &wheels.iter().map(|w| w.as_os_str()).collect::<Vec<_>>(),
+    ));
+    let whole = t.elapsed();
+    guards.push(Venv::guard(&work.path("envs/timing")));
+    for i in 0..30u32 {
+        let venv = work.path(&format!("envs/e{i}"));
+        guards.push(Venv::guard(&venv));
+        let mut cmd = sitefs_command();
+        cmd.args([os("env"), os("create"), venv.as_os_str(), os("--store")])
+            .arg(work.store())
+            .args([os("--python"), os(real_python())])
+            .args(&wheels)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        // Moments from the start to past the end of a normal create.
+        std::thread::sleep(whole * i / 24);
+        let _ = child.kill();
+        let _ = child.wait();
+        if venv.join("sitefs.toml").is_file() {
+            complete.push(venv);
+        } else {
+            assert!(!venv.exists(), "kill {i}: a venv without a manifest");
+        }
+    }
+    // gc now: the killed creates' use marks are stale.
+    gc(&work, &[]);
+    for venv in &complete {
+        // Not mounted when the kill came before the mount: fails then.
+        let _ = sitefs([os("env"), os("umount"), venv.as_os_str()]);
+        assert_success(&sitefs([os("env"), os("mount"), venv.as_os_str()]));
+        assert_eq!(
+            vpy_ok(venv, "import k0, k5; print(k0.VALUE, k5.VALUE)"),
+            "v0 v5\n",
+            "{} after gc",
+            venv.display()
+        );
+    }
+    // The next create beside them removes every stage they left.
+    let last = work.path("envs/last");
+    guards.push(work.create(
+        &last,
+        &wheels.iter().map(|w| w.as_os_str()).collect::<Vec<_>>(),
+    ));
+    let litter: Vec<String> = names_in(&work.path("envs/x").parent().unwrap().to_path_buf())
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(litter.is_empty(), "stages left: {litter:?}");
+    assert!(
+        !complete.is_empty() && complete.len() < 30,
+        "kills spread over the run: {} complete",
+        complete.len()
+    );
+}

@@ -176,24 +176,50 @@ pub fn create(req: CreateRequest) -> Result<Created, EnvError> {
     let chosen = resolve_sources(&store, &interp, &req.sources, req.quiet)?;
     log::debug!("resolved {} dists at {:.1?}", chosen.len(), t0.elapsed());
     let manifest = new_manifest(&store, &interp, &paths, &chosen);
+    // The root goes first, while our use mark keeps gc out: whenever this
+    // process is killed from here on, the env is either absent (the root
+    // names a manifest that never appeared, and gc drops it) or complete
+    // and registered, never a working env whose dists gc may delete.
+    register(&store, &paths, &manifest)?;
+    let created = populate_and_mount(&req, &store, &interp, &paths, &manifest, &chosen);
+    if created.is_err() {
+        roots::deregister_env(&store, &paths.venv);
+    }
+    log::debug!("mounted at {:.1?}", t0.elapsed());
+    Ok(Created {
+        venv: paths.venv,
+        dists: chosen.len(),
+        scripts: created?,
+    })
+}
+
+/// Write the venv in a stage, rename it into place and mount it. Returns
+/// the number of scripts; on error nothing is left at the venv's path.
+fn populate_and_mount(
+    req: &CreateRequest,
+    store: &Store,
+    interp: &Interpreter,
+    paths: &EnvPaths,
+    manifest: &Manifest,
+    chosen: &[(DistMeta, bool)],
+) -> Result<usize, EnvError> {
     let stage = stage_dir(&paths.venv)?;
     let new = NewEnv {
-        store: &store,
-        interp: &interp,
-        paths: &paths,
-        manifest: &manifest,
-        chosen: &chosen,
+        store,
+        interp,
+        paths,
+        manifest,
+        chosen,
     };
     let built = build_env(&stage, &new);
-    log::debug!("built the venv at {:.1?}", t0.elapsed());
-    let (scripts, view) = match built.and_then(|b| finish_dir(&stage, &paths).map(|()| b)) {
+    let (scripts, view) = match built.and_then(|b| finish_dir(&stage, paths).map(|()| b)) {
         Ok(b) => b,
         Err(e) => {
             let _ = fs::remove_dir_all(&stage);
             return Err(e);
         }
     };
-    let mounted = daemon::check_mountpoint(&paths.site_packages(&manifest))
+    let mounted = daemon::check_mountpoint(&paths.site_packages(manifest))
         .and_then(|mountpoint| {
             let p = Prepared {
                 manifest: paths.manifest.clone(),
@@ -211,13 +237,7 @@ pub fn create(req: CreateRequest) -> Result<Created, EnvError> {
         let _ = fs::remove_dir_all(&paths.venv);
         return Err(e);
     }
-    register(&store, &paths, &manifest)?;
-    log::debug!("mounted at {:.1?}", t0.elapsed());
-    Ok(Created {
-        venv: paths.venv,
-        dists: chosen.len(),
-        scripts,
-    })
+    Ok(scripts)
 }
 
 fn probe(store: &Store, python: &std::ffi::OsStr) -> Result<Interpreter, EnvError> {
@@ -298,32 +318,33 @@ fn new_manifest(
 /// venv. Its name carries the creating process, so stages of creates that
 /// were killed are removed by the next create beside them.
 fn stage_dir(venv: &Path) -> Result<PathBuf, EnvError> {
-    let prefix = stage_prefix(venv);
-    let parent = venv.parent().unwrap_or(Path::new("/"));
-    remove_dead_stages(parent, &prefix);
-    let stage = parent.join(format!("{prefix}{}", Owner::me().unique_name()));
-    fs::create_dir(&stage).map_err(io_at(&stage))?;
-    Ok(stage)
-}
-
-fn stage_prefix(venv: &Path) -> String {
     let name = venv
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    format!(".{name}.sitefs.")
+    let parent = venv.parent().unwrap_or(Path::new("/"));
+    remove_dead_stages(parent);
+    let stage = parent.join(format!(".{name}{STAGE_MARK}{}", Owner::me().unique_name()));
+    fs::create_dir(&stage).map_err(io_at(&stage))?;
+    Ok(stage)
 }
 
-/// Remove the stages that killed creates of this venv left: ours (same
-/// uid), made on this host by a process that is gone.
-fn remove_dead_stages(parent: &Path, prefix: &str) {
+/// What makes `.<venv name>.sitefs.<owner>` a stage.
+const STAGE_MARK: &str = ".sitefs.";
+
+/// Remove the stages that killed creates left in `parent`: ours (same
+/// uid), made on this host by a process that is gone. Every create runs
+/// this, so litter lasts only until the next create beside it.
+fn remove_dead_stages(parent: &Path) {
     use std::os::unix::fs::MetadataExt;
     let uid = nix::unistd::geteuid().as_raw();
     for e in fs::read_dir(parent).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(owner) = name.strip_prefix(prefix).and_then(Owner::of_unique_name) else {
-            continue;
-        };
+        let owner = name
+            .strip_prefix('.')
+            .and_then(|n| n.split_once(STAGE_MARK))
+            .and_then(|(_, unique)| Owner::of_unique_name(unique));
+        let Some(owner) = owner else { continue };
         let ours = e
             .path()
             .symlink_metadata()
