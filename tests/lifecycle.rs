@@ -489,6 +489,34 @@ fn another_user_mounts_from_a_root_owned_store_but_cannot_change_it() {
     assert_eq!(file_count(&work.store()), before);
     let umount = as_nobody(&[os("umount"), mnt.as_os_str()]);
     assert_success(&umount);
+
+    // The wheel *file* the store already holds is as good as its name:
+    // creating an env from it writes nothing into the store.
+    let venv = Venv::guard(&user_dir.join("venv"));
+    let objects = file_count(&work.store().join("objects"));
+    let create = as_nobody(&[
+        os("env"),
+        os("create"),
+        venv.path.as_os_str(),
+        os("--store"),
+        work.store().as_os_str(),
+        os("--python"),
+        os("/usr/bin/python3"),
+        wheel.as_os_str(),
+    ]);
+    assert_success(&create);
+    assert_eq!(file_count(&work.store().join("objects")), objects);
+    let import = {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = clean(Command::new(venv.path.join("bin/python")));
+        cmd.args(["-c", "import gcshared; print(gcshared.VALUE)"])
+            .uid(65534)
+            .gid(65534);
+        run_limited(cmd)
+    };
+    assert_success(&import);
+    assert_eq!(stdout_of(&import), "shared\n");
+    assert_success(&as_nobody(&[os("env"), os("rm"), venv.path.as_os_str()]));
 }
 
 /// A pip-made venv of `wheels` (pip's own RECORDs, scripts, pycs),
@@ -746,7 +774,7 @@ fn env_create_killed_at_any_moment_leaves_no_half_env_for_gc_to_break() {
         &last,
         &wheels.iter().map(|w| w.as_os_str()).collect::<Vec<_>>(),
     ));
-    let litter: Vec<String> = names_in(&work.path("envs/x").parent().unwrap().to_path_buf())
+    let litter: Vec<String> = names_in(work.path("envs/x").parent().unwrap())
         .into_iter()
         .filter(|n| n.starts_with('.'))
         .collect();

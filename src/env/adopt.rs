@@ -30,16 +30,15 @@ use crate::manifest::{DistRef, EnvSpec, Manifest};
 use crate::mount::daemon::{self, MountOpts};
 use crate::resolve::interpreter::Interpreter;
 use crate::store::bytecode::CompilerPool;
-use crate::store::dist_index::DistMeta;
 use crate::store::ingest::IngestError;
 use crate::store::ingest::{self, IngestOptions};
 use crate::store::layout::Dir;
 use crate::store::lock::UseGuard;
 use crate::store::roots;
-use crate::store::{dist_id, io_at, Store};
+use crate::store::{io_at, Store};
 use crate::wheel::{
     csv_field, first_header, parse_entry_points, parse_metadata, parse_record, verify_bytes,
-    Limits, RecordHash, RecordRow, Wheel, WheelError,
+    RecordHash, RecordRow, WheelError,
 };
 
 /// Files a dist-info holds only because of how it was installed.
@@ -469,7 +468,7 @@ fn ingest_installed(
         let mut fresh = Vec::new();
         for d in dists {
             let (file_name, bytes) = wheel_bytes(d)?;
-            let known = known_dist(store, &file_name, &bytes, &v.interp.cache_tag);
+            let known = ingest::stored_dist(store, &file_name, &bytes, &[&v.interp.cache_tag]);
             refs.push(known.map(|m| DistRef::of(&m, d.requested)));
             if refs.last().is_some_and(|r| r.is_none()) {
                 let path = dir.join(&file_name);
@@ -500,16 +499,6 @@ fn ingest_installed(
     })();
     let _ = fs::remove_dir_all(&dir);
     result
-}
-
-/// The store's dist for this wheel, if it has it compiled for `tag`.
-fn known_dist(store: &Store, file_name: &str, bytes: &[u8], tag: &str) -> Option<DistMeta> {
-    let w = Wheel::open(file_name, bytes, &Limits::default()).ok()?;
-    let id = dist_id(&w.name, &w.version, &Digest::of(bytes));
-    if !store.has_bytecode(tag, &id) {
-        return None;
-    }
-    store.load(&id).ok().map(|idx| idx.meta.clone())
 }
 
 /// A deterministic wheel of one installed dist, as (file name, bytes):

@@ -268,7 +268,13 @@ fn resolve_sources(
     let pools = [CompilerPool::lazy(interp, workers)];
     let chosen = resolve::resolve(store, interp, sources, &mut |wheels: &[PathBuf]| {
         if let Err(e) = store.require_writable() {
-            return vec![Err(e.to_string()); wheels.len()];
+            // A store we may not write (a shared one) still serves the
+            // wheels it already holds.
+            let tags = [interp.cache_tag.as_str()];
+            return wheels
+                .iter()
+                .map(|w| ingest::stored_wheel(store, w, &tags).ok_or_else(|| e.to_string()))
+                .collect();
         }
         let opts = ingest::IngestOptions {
             quiet,

@@ -115,6 +115,36 @@ pub fn expand_sources(paths: &[PathBuf]) -> Result<Vec<PathBuf>, StoreError> {
     Ok(out)
 }
 
+/// The store's dist for this wheel (its bytes), if the store has it
+/// compiled for every tag in `tags`: adding it again would change nothing,
+/// so it needs no write access to the store.
+pub fn stored_dist(
+    store: &Store,
+    file_name: &str,
+    bytes: &[u8],
+    tags: &[&str],
+) -> Option<DistMeta> {
+    let w = Wheel::open(file_name, bytes, &Limits::default()).ok()?;
+    let id = dist_id(&w.name, &w.version, &Digest::of(bytes));
+    if !tags.iter().all(|t| store.has_bytecode(t, &id)) {
+        return None;
+    }
+    store.load(&id).ok().map(|idx| idx.meta.clone())
+}
+
+/// The store's dist for the wheel file at `path`, as [`stored_dist`],
+/// asking the store's memory of added wheel files first (a stat instead
+/// of reading and hashing the wheel).
+pub fn stored_wheel(store: &Store, path: &Path, tags: &[&str]) -> Option<DistMeta> {
+    if let Some(id) = store.seen_wheel(path) {
+        if tags.iter().all(|t| store.has_bytecode(t, &id)) {
+            return store.load(&id).ok().map(|idx| idx.meta.clone());
+        }
+    }
+    let file_name = path.file_name()?.to_str()?;
+    stored_dist(store, file_name, &fs::read(path).ok()?, tags)
+}
+
 /// Add wheels to the store, compiling bytecode with each pool.
 pub fn add_wheels(
     store: &Store,
