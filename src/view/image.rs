@@ -23,10 +23,11 @@
 //! clears them all, and the next remount of each set writes its own.
 
 use std::io::Write as _;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+
+use memmap2::{Mmap, MmapOptions};
 
 use crate::hashing::Digest;
 use crate::manifest::{build_view, lazy_record, EnvSpec, Manifest, ManifestError, PythonSpec};
@@ -109,8 +110,8 @@ fn load(
     path: &Path,
     stamps: &[u8],
 ) -> Option<View> {
-    let map = Mapped::open(path)?;
-    let (len, rest) = map.bytes().split_first_chunk::<4>()?;
+    let map = map(path)?;
+    let (len, rest) = map.split_first_chunk::<4>()?;
     let (recorded, image) = rest.split_at_checked(u32::from_le_bytes(*len) as usize)?;
     if recorded != stamps {
         return None;
@@ -174,44 +175,14 @@ fn stamps(store: &Store, m: &Manifest) -> Option<Vec<u8>> {
 /// mount time, where every freshly touched page of the daemon's own memory
 /// costs (a few microseconds each on a VM); a mapping of the page-cached
 /// file costs no copy and no new pages.
-struct Mapped {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-impl Mapped {
-    fn open(path: &Path) -> Option<Mapped> {
-        let file = std::fs::File::open(path).ok()?;
-        let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
-        if len == 0 {
-            return None;
-        }
-        // SAFETY: a fresh read-only private mapping of an open file; the
-        // kernel keeps it valid after the fd closes.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_POPULATE,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        (ptr != libc::MAP_FAILED).then_some(Mapped { ptr, len })
+fn map(path: &Path) -> Option<Mmap> {
+    let file = std::fs::File::open(path).ok()?;
+    if file.metadata().ok()?.len() == 0 {
+        return None;
     }
-
-    /// Images are replaced by rename, never written in place, so the
-    /// mapped bytes cannot change under the reader.
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: ptr..ptr+len is mapped readable for self's lifetime.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast(), self.len) }
-    }
-}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly the mapping made in `open`.
-        unsafe { libc::munmap(self.ptr, self.len) };
-    }
+    // SAFETY: memmap2 cannot rule out the file changing under the mapping.
+    // Images are replaced by rename, never written in place, so the mapped
+    // bytes cannot change under the reader; and `View::from_image` checks
+    // every byte it uses, so even a damaged file cannot make it misbehave.
+    unsafe { MmapOptions::new().populate().map_copy_read_only(&file) }.ok()
 }
