@@ -33,6 +33,7 @@ use fuser::{
     Request,
 };
 use log::{debug, info, warn};
+use nix::unistd::{getgid, getuid};
 
 use crate::store::Store;
 use crate::view::{Change, Ino, Kind, Node, Source, View, ROOT};
@@ -204,8 +205,7 @@ pub(crate) enum Opened<Id> {
 
 impl SiteFs {
     pub fn new(state: Arc<ViewState>, store: Store, mode: OpenMode, pycs: PycMode) -> Self {
-        // SAFETY: getuid/getgid cannot fail.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let (uid, gid) = (getuid().as_raw(), getgid().as_raw());
         SiteFs {
             state,
             store,

@@ -25,12 +25,13 @@
 use std::io::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use memmap2::{Mmap, MmapOptions};
 
 use crate::hashing::Digest;
-use crate::manifest::{build_view, lazy_record, EnvSpec, Manifest, ManifestError, PythonSpec};
+use crate::manifest::{EnvSpec, Manifest, PythonSpec};
 use crate::store::{is_valid_id, Store};
 use crate::view::{Lazy, View};
 
@@ -75,40 +76,47 @@ impl PendingImage {
     }
 }
 
-/// The manifest's view: from its image when one is current, else built,
-/// with the image a remount should write once it is live.
-pub fn load_or_build(
-    m: &Manifest,
+/// What the store's image cache holds for a manifest.
+pub enum Cached {
+    /// A current image, loaded.
+    Hit(View),
+    /// None current: the caller builds the view, then writes this image
+    /// (`None` when the manifest's dists cannot be stamped, i.e. the build
+    /// is about to report a missing one).
+    Miss(Option<PendingImage>),
+}
+
+/// The manifest's view from its image, when one is current; each lazy
+/// file is made again by `lazy(owner)`.
+pub fn lookup(
     store: &Store,
-    manifest_path: &Path,
+    m: &Manifest,
     dir_mtime: SystemTime,
-) -> Result<(View, Option<PendingImage>), ManifestError> {
+    lazy: &dyn Fn(u32) -> Arc<Lazy>,
+) -> Cached {
     let (Some(path), Some(stamps)) = (image_path(store, m), stamps(store, m)) else {
-        return Ok((build_view(m, store, manifest_path, dir_mtime)?, None));
+        return Cached::Miss(None);
     };
-    if let Some(view) = load(store, m, dir_mtime, &path, &stamps) {
+    if let Some(view) = load(dir_mtime, &path, &stamps, lazy) {
         log::info!(
             "view of {} nodes loaded from {}",
             view.len(),
             path.display()
         );
-        return Ok((view, None));
+        return Cached::Hit(view);
     }
-    let view = build_view(m, store, manifest_path, dir_mtime)?;
-    let pending = PendingImage {
+    Cached::Miss(Some(PendingImage {
         store: store.clone(),
         path,
         stamps,
-    };
-    Ok((view, Some(pending)))
+    }))
 }
 
 fn load(
-    store: &Store,
-    m: &Manifest,
     dir_mtime: SystemTime,
     path: &Path,
     stamps: &[u8],
+    lazy: &dyn Fn(u32) -> Arc<Lazy>,
 ) -> Option<View> {
     let map = map(path)?;
     let (len, rest) = map.split_first_chunk::<4>()?;
@@ -116,13 +124,7 @@ fn load(
     if recorded != stamps {
         return None;
     }
-    let lazy = |owner: u32| {
-        m.dists
-            .get(owner as usize)
-            .and_then(|d| lazy_record(m, store, d))
-            .unwrap_or_else(|| Lazy::new(Vec::new))
-    };
-    View::from_image(image, dir_mtime, &lazy)
+    View::from_image(image, dir_mtime, lazy)
 }
 
 /// `STORE/views/<hash>`: one name per view content and sitefs version.

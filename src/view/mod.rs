@@ -16,6 +16,7 @@
 //! per directory. Inode numbers are slot + 1 until a live reload
 //! renumbers the view after the one it replaces.
 
+pub mod build;
 mod builder;
 mod codec;
 pub mod image;
