@@ -19,7 +19,7 @@ use nix::unistd::{access, geteuid, setsid, AccessFlags};
 use crate::manifest::Manifest;
 use crate::mount::daemonize::{daemonize, exit_daemon, notify_systemd_ready, Status};
 use crate::mount::error::MountError;
-use crate::mount::fs::{FuseAdapter, SiteFs, ViewState};
+use crate::mount::fs::{FuseAdapter, SiteFs};
 use crate::mount::mountinfo::check_mountpoint;
 use crate::mount::options::{fuse_config, MountOpts};
 use crate::mount::signals::{block_termination, run_until_signalled};
@@ -30,6 +30,7 @@ use crate::store::lock::UseGuard;
 use crate::store::roots::MountRoot;
 use crate::store::Store;
 use crate::view::build::{self, Loaded};
+use crate::view::live::ViewState;
 use crate::view::View;
 
 /// What `sitefs mount` was asked to do.

@@ -9,9 +9,10 @@ use log::{error, info};
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
-use crate::mount::fs::{invalidate, ViewState};
+use crate::mount::fs::invalidate;
 use crate::store::roots::MountRoot;
 use crate::view::build;
+use crate::view::live::ViewState;
 
 /// What a reload changes: the view served, the kernel's caches of it, and
 /// the mount's gc root.

@@ -15,11 +15,18 @@
 //! (directory, name) to a slot for the whole tree instead of a hash map
 //! per directory. Inode numbers are slot + 1 until a live reload
 //! renumbers the view after the one it replaces.
+//!
+//! Here: the node types and the finished [`View`]. The table is in
+//! `tree`, the merge rules in `builder`, reload renumbering in `renumber`,
+//! the image format in `codec`; [`build`] turns a manifest into a view,
+//! [`image`] caches views in the store, [`live`] holds the one a mount
+//! serves.
 
 pub mod build;
 mod builder;
 mod codec;
 pub mod image;
+pub mod live;
 mod renumber;
 #[cfg(test)]
 mod testing;
