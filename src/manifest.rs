@@ -19,19 +19,13 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::env::record::{installed_record, InstalledExtras};
-use crate::env::scripts::{env_files, EnvLayout};
+use crate::env::scripts::EnvLayout;
 use crate::resolve::interpreter::Interpreter;
-use crate::store::dist_index::{DistIndex, DistMeta};
-use crate::store::PycSizes;
-use crate::store::{Store, StoreError};
-use crate::view::{Conflict, ConflictPolicy, Lazy, View, ViewBuilder};
-use crate::wheel::normalize_name;
+use crate::store::dist_index::DistMeta;
+use crate::view::ConflictPolicy;
 
 /// The only manifest format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -145,11 +139,17 @@ impl DistRef {
     }
 }
 
-/// Why a manifest cannot be used. One line each, naming what to fix.
+/// Why a manifest file cannot be read as one. One line each, naming what
+/// to fix; what it names in its store is checked by
+/// [`crate::view::build`].
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("manifest {path}: {err}")]
-    Read { path: String, err: std::io::Error },
+    #[error("manifest {}: {err}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        err: std::io::Error,
+    },
     #[error("manifest {path}{at}: {msg}")]
     Parse {
         path: String,
@@ -160,31 +160,6 @@ pub enum ManifestError {
     Invalid { path: String, msg: String },
     #[error("manifest {path}: format version {found} is not supported (this sitefs reads version {FORMAT_VERSION})")]
     Version { path: String, found: u32 },
-    #[error("manifest {path}: {err}")]
-    Store { path: String, err: StoreError },
-    #[error("manifest {path}: dist {id:?} is {found}, but the manifest says {wanted}")]
-    Mismatch {
-        path: String,
-        id: String,
-        found: String,
-        /// `name version` as the manifest gives them.
-        wanted: String,
-    },
-    #[error(
-        "manifest {path}: {dist} has no bytecode for {cache_tag} in the store: run `{command}`"
-    )]
-    NoBytecode {
-        path: String,
-        /// `name version (id)`.
-        dist: String,
-        cache_tag: String,
-        /// The `sitefs store compile` command that fixes it.
-        command: String,
-    },
-    #[error("manifest {path}: {conflict}")]
-    Conflict { path: String, conflict: Conflict },
-    #[error("manifest {path}: {name} is listed twice")]
-    Duplicate { path: String, name: String },
 }
 
 impl Manifest {
@@ -211,12 +186,11 @@ impl Manifest {
 
     /// Read and parse a manifest file.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let p = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|err| ManifestError::Read {
-            path: p.clone(),
+            path: path.to_path_buf(),
             err,
         })?;
-        Self::parse(&text, &p)
+        Self::parse(&text, &path.display().to_string())
     }
 
     /// Parse manifest text; `origin` names it in errors.
@@ -275,195 +249,6 @@ fn parse_error(text: &str, origin: &str, e: &toml::de::Error) -> ManifestError {
         at,
         msg: e.message().trim().replace('\n', " "),
     }
-}
-
-/// Threads reading dist indexes while a view is built: reading and
-/// parsing them costs about 1.5x merging them into the view, so with two
-/// readers the merge, on the mount's critical path, never waits.
-const LOADERS: usize = 2;
-
-/// The store a manifest names.
-pub fn open_store(m: &Manifest, manifest_path: &Path) -> Result<Store, ManifestError> {
-    Store::open(&m.store_path(manifest_path)).map_err(|err| ManifestError::Store {
-        path: manifest_path.display().to_string(),
-        err,
-    })
-}
-
-/// Check a manifest against its store and build its view: every problem
-/// a mount would hit, found before mounting. `dir_mtime` is what the view
-/// serves as directory mtime. Indexes already in `store`'s cache (those
-/// `env create` just resolved) are not read again.
-pub fn build_view(
-    m: &Manifest,
-    store: &Store,
-    manifest_path: &Path,
-    dir_mtime: SystemTime,
-) -> Result<View, ManifestError> {
-    let path = manifest_path.display().to_string();
-    let view = std::thread::scope(|scope| {
-        // Reading and parsing the dists' indexes costs more than merging
-        // them: LOADERS threads read dists round-robin, each in manifest
-        // order on its own channel, while this thread merges in order.
-        let rxs: Vec<_> = (0..LOADERS)
-            .map(|k| {
-                let (tx, rx) = std::sync::mpsc::channel();
-                let (loader, tag) = (store, &m.python.cache_tag);
-                scope.spawn(move || {
-                    for d in m.dists.iter().skip(k).step_by(LOADERS) {
-                        let index = loader.load(&d.id);
-                        let pycs = index.is_ok().then(|| loader.pyc_sizes(tag, &d.id));
-                        if tx.send((index, pycs)).is_err() {
-                            break;
-                        }
-                    }
-                });
-                rx
-            })
-            .collect();
-        let mut seen = std::collections::HashSet::new();
-        let mut builder = ViewBuilder::new(m.policy(), dir_mtime, &m.python.cache_tag);
-        for (i, d) in m.dists.iter().enumerate() {
-            if !seen.insert(normalize_name(&d.name)) {
-                return Err(ManifestError::Duplicate {
-                    path,
-                    name: d.name.clone(),
-                });
-            }
-            let loaded = rxs[i % LOADERS]
-                .recv()
-                .expect("an index loader stops only when told");
-            add_dist(m, &path, store, &mut builder, d, loaded)?;
-        }
-        Ok(builder.finish())
-    })?;
-    Ok(view)
-}
-
-/// What the loader thread found for one dist: its index, then its pyc
-/// sizes (`None` when there is no bytecode for the manifest's python).
-type Loaded = (
-    Result<Arc<DistIndex>, StoreError>,
-    Option<Result<Option<PycSizes>, StoreError>>,
-);
-
-/// Check one loaded dist against the manifest's entry and add it.
-fn add_dist(
-    m: &Manifest,
-    path: &str,
-    store: &Store,
-    builder: &mut ViewBuilder,
-    d: &DistRef,
-    (index, pycs): Loaded,
-) -> Result<(), ManifestError> {
-    let store_err = |err| ManifestError::Store {
-        path: path.to_string(),
-        err,
-    };
-    let idx = index.map_err(|e| match e {
-        StoreError::NoSuchDist(..) => store_err(StoreError::NoSuchDist(
-            format!("{} {} ({})", d.name, d.version, d.id),
-            store.root().display().to_string(),
-        )),
-        e => store_err(e),
-    })?;
-    if normalize_name(&idx.meta.name) != normalize_name(&d.name) || idx.meta.version != d.version {
-        return Err(ManifestError::Mismatch {
-            path: path.to_string(),
-            id: d.id.clone(),
-            found: format!("{} {}", idx.meta.name, idx.meta.version),
-            wanted: format!("{} {}", d.name, d.version),
-        });
-    }
-    let pycs = pycs
-        .unwrap_or(Ok(None))
-        .map_err(store_err)?
-        .ok_or_else(|| ManifestError::NoBytecode {
-            path: path.to_string(),
-            dist: format!("{} {} ({})", d.name, d.version, d.id),
-            cache_tag: m.python.cache_tag.clone(),
-            command: format!(
-                "sitefs store compile --store {} --python PYTHON {}=={}",
-                store.root().display(),
-                d.name,
-                d.version
-            ),
-        })?;
-    let conflict = |conflict| ManifestError::Conflict {
-        path: path.to_string(),
-        conflict,
-    };
-    builder.add_dist(&idx, &pycs).map_err(conflict)?;
-    add_install_markers(builder, &idx.meta.dist_info, d.requested).map_err(conflict)?;
-    if let Some(record) = lazy_record(m, store, d) {
-        builder
-            .add_lazy(&format!("{}/RECORD", idx.meta.dist_info), record)
-            .map_err(conflict)?;
-    }
-    Ok(())
-}
-
-/// The RECORD of dist `d` installed in the manifest's venv, scripts and
-/// data included, rendered when first read (`None` for a manifest without
-/// a venv). It reads the dist's index and pyc sizes then, from the store's
-/// cache of loaded indexes when the mount built its view, so a view loaded
-/// from its image makes it the same way.
-pub(crate) fn lazy_record(m: &Manifest, store: &Store, d: &DistRef) -> Option<Arc<Lazy>> {
-    let layout = m.env.as_ref()?.layout(&m.python);
-    let (store, cache_tag) = (store.clone(), m.python.cache_tag.clone());
-    let (id, requested) = (d.id.clone(), d.requested);
-    Some(Lazy::new(move || {
-        let loaded = store.load(&id).and_then(|idx| {
-            let pycs = store.pyc_sizes(&cache_tag, &id)?.unwrap_or_default();
-            Ok((idx, pycs))
-        });
-        let (idx, pycs) = match loaded {
-            Ok(l) => l,
-            Err(e) => {
-                log::error!("RECORD of {id}: {e}");
-                return Vec::new();
-            }
-        };
-        let files = env_files(&idx, &layout, &|d| std::fs::read(store.object_path(d)))
-            .unwrap_or_else(|e| {
-                log::error!("RECORD of {id}: cannot read its scripts from the store: {e}");
-                Vec::new()
-            });
-        let extras = InstalledExtras {
-            installer: INSTALLER,
-            requested,
-            env_files: &files,
-            up_to_prefix: "../../../",
-        };
-        installed_record(&idx, &cache_tag, &pycs, &extras).into_bytes()
-    }))
-}
-
-/// What `INSTALLER` says: pip shows it and tools use it to tell who
-/// manages a dist.
-pub const INSTALLER: &[u8] = b"sitefs\n";
-
-/// INSTALLER says who installed the dist (pip shows it in `pip list -v`
-/// and refuses to manage dists installed by others); REQUESTED marks dists
-/// the user asked for, as pip writes it.
-fn add_install_markers(
-    b: &mut ViewBuilder,
-    dist_info: &str,
-    requested: bool,
-) -> Result<(), Conflict> {
-    b.add_inline(
-        &format!("{dist_info}/INSTALLER"),
-        Arc::from(&b"sitefs\n"[..]),
-        false,
-    )?;
-    if requested {
-        b.add_inline(
-            &format!("{dist_info}/REQUESTED"),
-            Arc::from(&b""[..]),
-            false,
-        )?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -627,7 +627,7 @@ fn autofs_program_map_answers_only_for_existing_safe_keys() {
         format!("-fstype=fuse.sitefs,ro,allow_other :{}\n", good.display())
     );
     // The map's options are ones sitefs accepts.
-    assert!(sitefs::mount::daemon::MountOpts::parse("ro,allow_other").is_ok());
+    assert!(sitefs::mount::options::MountOpts::parse("ro,allow_other").is_ok());
 
     for key in [
         "unknown",
@@ -948,7 +948,7 @@ fn systemd_example_units_verify() {
     assert!(service.lines().any(|l| l == "Type=notify"));
     assert!(service.contains("sitefs -v mount -f ${MANIFEST} %f -o ${OPTIONS}"));
     // The options in the units are accepted by sitefs.
-    sitefs::mount::daemon::MountOpts::parse("ro,nodev,nosuid,allow_other").unwrap();
+    sitefs::mount::options::MountOpts::parse("ro,nodev,nosuid,allow_other").unwrap();
 
     // verify checks that ExecStart's binary exists.
     let _bin = SystemBinary::install();
@@ -1655,5 +1655,5 @@ fn compose_example_has_what_the_namespace_tests_exercise() {
     assert!(text.contains(
         "sitefs -v mount -f /srv/sitefs/envs/app/sitefs.toml /mnt/sitefs/app -o ro,allow_other"
     ));
-    sitefs::mount::daemon::MountOpts::parse("ro,allow_other").unwrap();
+    sitefs::mount::options::MountOpts::parse("ro,allow_other").unwrap();
 }

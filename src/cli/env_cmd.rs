@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use sitefs::env::{self, CreateRequest};
-use sitefs::mount::daemon::MountOpts;
+use sitefs::mount::options::MountOpts;
 use sitefs::resolve::Sources;
 use sitefs::store::Store;
 

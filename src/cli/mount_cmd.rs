@@ -6,9 +6,12 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use sitefs::manifest::{DistRef, Manifest};
-use sitefs::mount::daemon::{self, MountOpts, MountRequest};
+use sitefs::mount::daemon::{self, MountRequest};
+use sitefs::mount::options::MountOpts;
+use sitefs::mount::unmount::unmount;
 use sitefs::resolve::interpreter::Interpreter;
 use sitefs::store::Store;
+use sitefs::view::build;
 
 use super::{CliError, CliResult, StoreArg};
 
@@ -35,7 +38,7 @@ pub enum ManifestCommand {
 pub fn run_manifest(cmd: ManifestCommand, quiet: bool) -> CliResult {
     match cmd {
         ManifestCommand::Check { manifest } => {
-            let (_, view, _) = daemon::load_view(&manifest)?;
+            let view = build::load(&manifest)?.view;
             if !quiet {
                 println!(
                     "{}: ok ({} dists, {} files and directories)",
@@ -100,6 +103,6 @@ pub fn mount(
 }
 
 pub fn umount(mountpoint: &Path) -> CliResult {
-    daemon::unmount(mountpoint)?;
+    unmount(mountpoint)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -27,7 +27,9 @@ use std::path::{Component, Path, PathBuf};
 use crate::env::{EnvError, MANIFEST_NAME};
 use crate::hashing::Digest;
 use crate::manifest::{DistRef, EnvSpec, Manifest};
-use crate::mount::daemon::{self, MountOpts};
+use crate::mount::daemon;
+use crate::mount::mountinfo::is_mount_point;
+use crate::mount::options::MountOpts;
 use crate::resolve::interpreter::Interpreter;
 use crate::store::bytecode::CompilerPool;
 use crate::store::ingest::IngestError;
@@ -157,7 +159,7 @@ fn open_venv(venv: &Path, probe_cache: Option<&Path>) -> Result<Venv, EnvError> 
         None => Interpreter::probe(python.as_os_str()),
     }?;
     let site_packages = root.join(crate::env::venv::site_packages(&interp.version));
-    if daemon::is_mount_point(&site_packages) {
+    if is_mount_point(&site_packages) {
         return Err(AdoptError::AlreadyMounted(site_packages).into());
     }
     Ok(Venv {

@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::env::{EnvError, EnvPaths};
-use crate::mount::daemon::{self, MountOpts};
+use crate::mount::daemon;
+use crate::mount::mountinfo::is_mount_point;
+use crate::mount::options::MountOpts;
+use crate::mount::unmount::unmount;
 use crate::store::roots;
 use crate::store::{io_at, Store};
 
@@ -59,7 +62,7 @@ fn clear_leftovers(dir: &Path) {
             || name.starts_with(".site-packages.old.")
         {
             let _ = fs::remove_dir_all(e.path());
-        } else if name.starts_with(".site-packages.source.") && !daemon::is_mount_point(&e.path()) {
+        } else if name.starts_with(".site-packages.source.") && !is_mount_point(&e.path()) {
             let _ = fs::remove_dir(e.path());
         }
     }
@@ -77,7 +80,7 @@ fn copy_from_private_mount(
         from: source.to_path_buf(),
         source: source_err,
     });
-    daemon::unmount(source)?;
+    unmount(source)?;
     copied
 }
 
@@ -126,8 +129,8 @@ fn compile(venv: &Path, staged: &Path, final_dir: &Path) -> Result<(), EnvError>
 
 /// Unmount the env and rename the staged tree onto the empty mountpoint.
 fn swap_in(sp: &Path, staged: &Path) -> Result<(), EnvError> {
-    if daemon::is_mount_point(sp) {
-        daemon::unmount(sp)?;
+    if is_mount_point(sp) {
+        unmount(sp)?;
     }
     if fs::rename(staged, sp).is_ok() {
         return Ok(());

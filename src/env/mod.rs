@@ -21,8 +21,12 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::env::adopt::AdoptError;
 use crate::env::scripts::{env_files, EnvContent, EnvFile, EnvLayout};
-use crate::manifest::{build_view, DistRef, EnvSpec, Manifest, ManifestError};
-use crate::mount::daemon::{self, MountError, MountOpts, Prepared};
+use crate::manifest::{DistRef, EnvSpec, Manifest, ManifestError};
+use crate::mount::daemon::{self, Prepared};
+use crate::mount::error::MountError;
+use crate::mount::mountinfo::{check_mountpoint, is_mount_point};
+use crate::mount::options::MountOpts;
+use crate::mount::unmount::unmount;
 use crate::resolve::interpreter::{Interpreter, InterpreterError};
 use crate::resolve::{self, ResolveError, Sources};
 use crate::store::bytecode::CompilerPool;
@@ -32,7 +36,7 @@ use crate::store::layout::Dir;
 use crate::store::lock::{Owner, UseGuard};
 use crate::store::roots;
 use crate::store::{io_at, Store, StoreError};
-use crate::view::image;
+use crate::view::build::{self, BuildError};
 use crate::view::View;
 use crate::wheel::normalize_name;
 
@@ -52,6 +56,8 @@ pub enum EnvError {
     Resolve(#[from] ResolveError),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    View(#[from] BuildError),
     #[error(transparent)]
     Mount(#[from] MountError),
     #[error(transparent)]
@@ -219,17 +225,9 @@ fn populate_and_mount(
             return Err(e);
         }
     };
-    let mounted = daemon::check_mountpoint(&paths.site_packages(manifest))
+    let mounted = check_mountpoint(&paths.site_packages(manifest))
         .and_then(|mountpoint| {
-            let p = Prepared {
-                manifest: paths.manifest.clone(),
-                store: store.clone(),
-                view,
-                mountpoint,
-                dists: manifest.dists.iter().map(|d| d.id.clone()).collect(),
-                guard: None,
-                image: None,
-            };
+            let p = Prepared::of_view(&paths.manifest, manifest, store.clone(), view, mountpoint);
             daemon::launch(p, &req.mount, false)
         })
         .map_err(EnvError::from);
@@ -399,7 +397,7 @@ fn build_env(stage: &Path, new: &NewEnv) -> Result<(usize, View), EnvError> {
     let (view, scripts) = std::thread::scope(|scope| {
         let view = scope.spawn(|| {
             let t0 = Instant::now();
-            let built = image::load_or_build(manifest, store, &paths.manifest, mtime);
+            let built = build::load_or_build(manifest, store, &paths.manifest, mtime);
             log::debug!("view ready in {:.1?}", t0.elapsed());
             built
         });
@@ -594,7 +592,7 @@ pub fn list(store: &Store) -> Vec<EnvStatus> {
             let loaded = Manifest::load(&manifest).ok();
             let mounted = loaded
                 .as_ref()
-                .is_some_and(|m| daemon::is_mount_point(&EnvPaths::new(&venv).site_packages(m)));
+                .is_some_and(|m| is_mount_point(&EnvPaths::new(&venv).site_packages(m)));
             EnvStatus {
                 venv,
                 mounted,
@@ -618,7 +616,7 @@ pub fn mount(venv: &Path, opts: &MountOpts) -> Result<(), EnvError> {
 pub fn umount(venv: &Path) -> Result<(), EnvError> {
     let paths = EnvPaths::new(venv);
     let m = paths.load()?;
-    daemon::unmount(&paths.site_packages(&m))?;
+    unmount(&paths.site_packages(&m))?;
     Ok(())
 }
 
@@ -627,8 +625,8 @@ pub fn remove_env(venv: &Path) -> Result<(), EnvError> {
     let paths = EnvPaths::new(venv);
     let m = paths.load()?;
     let sp = paths.site_packages(&m);
-    if daemon::is_mount_point(&sp) {
-        daemon::unmount(&sp)?;
+    if is_mount_point(&sp) {
+        unmount(&sp)?;
     }
     fs::remove_dir_all(&paths.venv).map_err(io_at(&paths.venv))?;
     if let Ok(store) = Store::open(&m.store_path(&paths.manifest)) {
@@ -662,7 +660,7 @@ pub fn add(venv: &Path, sources: &Sources, quiet: bool) -> Result<usize, EnvErro
         added.push(meta);
     }
     let layout = paths.layout(&m);
-    build_view(&m, &store, &paths.manifest, UNIX_EPOCH)?;
+    build::from_indexes(&m, &store, &paths.manifest, UNIX_EPOCH)?;
     let ids: Vec<&str> = m.dists.iter().map(|d| d.id.as_str()).collect();
     let files = all_env_files(&store, &layout, &ids)?;
     check_env_files(&files, &interp)?;
@@ -750,7 +748,7 @@ fn replace_manifest(store: &Store, paths: &EnvPaths, m: &Manifest) -> Result<(),
     m.save(&paths.manifest).map_err(io_at(&paths.manifest))?;
     register(store, paths, m)?;
     let sp = paths.site_packages(m);
-    if !daemon::is_mount_point(&sp) {
+    if !is_mount_point(&sp) {
         return Ok(());
     }
     let want = fs::metadata(&paths.manifest)

@@ -23,7 +23,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fuser::{
@@ -33,8 +33,10 @@ use fuser::{
     Request,
 };
 use log::{debug, info, warn};
+use nix::unistd::{getgid, getuid};
 
 use crate::store::Store;
+use crate::view::live::ViewState;
 use crate::view::{Change, Ino, Kind, Node, Source, View, ROOT};
 
 /// The tree never changes under a mount, so the kernel may cache names
@@ -83,59 +85,6 @@ impl PycMode {
     /// Its `-o pyc=` words.
     pub const WORDS: &'static [(&'static str, PycMode)] =
         &[("link", PycMode::Link), ("file", PycMode::File)];
-}
-
-/// The view being served, swappable for live reloads. Views replaced by
-/// a reload are kept so that processes holding inodes of removed files
-/// can still read them (as on a local filesystem after an unlink).
-pub struct ViewState {
-    current: RwLock<Arc<View>>,
-    retired: Mutex<Vec<Arc<View>>>,
-}
-
-/// How many replaced views stay readable.
-const RETIRED_VIEWS: usize = 16;
-
-impl ViewState {
-    pub fn new(view: View) -> Arc<Self> {
-        Arc::new(ViewState {
-            current: RwLock::new(Arc::new(view)),
-            retired: Mutex::new(Vec::new()),
-        })
-    }
-
-    pub fn current(&self) -> Arc<View> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// The view that knows `ino`: the current one, else the newest
-    /// retired one that had it.
-    fn holding(&self, ino: Ino) -> Option<Arc<View>> {
-        let cur = self.current();
-        if cur.get(ino).is_some() {
-            return Some(cur);
-        }
-        let retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
-        retired.iter().rev().find(|v| v.get(ino).is_some()).cloned()
-    }
-
-    /// Swap in `new` (renumbered against the current view) and return
-    /// what the kernel must forget.
-    pub fn replace(&self, mut new: View) -> Vec<Change> {
-        let mut cur = self.current.write().unwrap_or_else(|e| e.into_inner());
-        new.renumber_like(&cur);
-        let changes = new.changes_since(&cur);
-        let old = std::mem::replace(&mut *cur, Arc::new(new));
-        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
-        retired.push(old);
-        if retired.len() > RETIRED_VIEWS {
-            retired.remove(0);
-        }
-        changes
-    }
 }
 
 /// A read-only FUSE filesystem over one view.
@@ -204,8 +153,7 @@ pub(crate) enum Opened<Id> {
 
 impl SiteFs {
     pub fn new(state: Arc<ViewState>, store: Store, mode: OpenMode, pycs: PycMode) -> Self {
-        // SAFETY: getuid/getgid cannot fail.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let (uid, gid) = (getuid().as_raw(), getgid().as_raw());
         SiteFs {
             state,
             store,

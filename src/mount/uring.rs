@@ -24,7 +24,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
@@ -32,6 +32,10 @@ use fuser::{Errno, FileAttr, FileType};
 use io_uring::{cqueue, opcode, squeue, types, EnterFlags, IoUring};
 use log::{debug, error, info, trace};
 
+use nix::sched::{sched_setaffinity, CpuSet};
+use nix::unistd::Pid;
+
+use crate::mount::connection_gone;
 use crate::mount::fs::{BackingCache, Opened, SiteFs, MAX_IO};
 
 /// Whether to serve requests over io_uring (`-o uring=...`).
@@ -58,6 +62,17 @@ impl UringMode {
 
 /// The kernel switch for FUSE over io_uring.
 pub const ENABLE_PARAM: &str = "/sys/module/fuse/parameters/enable_uring";
+
+/// Why io_uring cannot serve this mount, and what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum UringUnavailable {
+    #[error("this kernel has no FUSE over io_uring ({})", .0.display())]
+    NoKernelSupport(PathBuf),
+    #[error("FUSE over io_uring is switched off: as root, `echo Y > {}`", .0.display())]
+    SwitchedOff(PathBuf),
+    #[error("io_uring is not available to this process: {0}")]
+    Blocked(#[source] io::Error),
+}
 
 /// Ring entries per queue: requests of one CPU are mostly synchronous;
 /// a second entry takes readahead issued meanwhile.
@@ -151,7 +166,7 @@ impl Starter {
     /// `None` when this mount will use `/dev/fuse` (mode off, or auto
     /// and io_uring unavailable); an error, naming the fix, when mode on
     /// and unavailable.
-    pub fn prepare(mode: UringMode) -> Result<Option<Starter>, String> {
+    pub fn prepare(mode: UringMode) -> Result<Option<Starter>, UringUnavailable> {
         if mode == UringMode::Off {
             return Ok(None);
         }
@@ -160,7 +175,7 @@ impl Starter {
                 mode,
                 granted: Arc::new(OnceLock::new()),
             }))),
-            Err(why) if mode == UringMode::On => Err(format!("uring=on: {why}")),
+            Err(why) if mode == UringMode::On => Err(why),
             Err(why) => {
                 debug!("serving over /dev/fuse: {why}");
                 Ok(None)
@@ -173,11 +188,12 @@ impl Starter {
     }
 
     /// After INIT: if the kernel granted io_uring, start one thread per
-    /// CPU serving that CPU's queue. Until every queue has registered, the
-    /// kernel holds all requests, so a failure here must fail the mount.
-    pub fn start(self, fs: Arc<SiteFs>, device: BorrowedFd) -> io::Result<()> {
+    /// CPU serving that CPU's queue, and say whether it did. Until every
+    /// queue has registered, the kernel holds all requests, so a failure
+    /// here must fail the mount.
+    pub fn start(self, fs: Arc<SiteFs>, device: BorrowedFd) -> io::Result<bool> {
         if self.0.granted.get() != Some(&true) {
-            return Ok(());
+            return Ok(false);
         }
         let device = Arc::new(device.try_clone_to_owned()?);
         let queues = cpu_count("possible")?;
@@ -219,28 +235,25 @@ impl Starter {
                     }
                 })?;
         }
-        Ok(())
+        Ok(true)
     }
 }
 
 /// Why io_uring cannot serve this mount, if it cannot.
-fn availability() -> Result<(), String> {
+fn availability() -> Result<(), UringUnavailable> {
     switched_on(Path::new(ENABLE_PARAM))?;
     IoUring::<squeue::Entry128, cqueue::Entry>::builder()
         .build(2)
         .map(drop)
-        .map_err(|e| format!("io_uring is not available to this process: {e}"))
+        .map_err(UringUnavailable::Blocked)
 }
 
 /// Whether the kernel switch `param` is on, or what to do about it.
-fn switched_on(param: &Path) -> Result<(), String> {
-    let shown = param.display();
+fn switched_on(param: &Path) -> Result<(), UringUnavailable> {
     let value = std::fs::read_to_string(param)
-        .map_err(|_| format!("this kernel has no FUSE over io_uring ({shown})"))?;
+        .map_err(|_| UringUnavailable::NoKernelSupport(param.to_path_buf()))?;
     if value.trim() != "Y" {
-        return Err(format!(
-            "FUSE over io_uring is switched off: as root, `echo Y > {shown}`"
-        ));
+        return Err(UringUnavailable::SwitchedOff(param.to_path_buf()));
     }
     Ok(())
 }
@@ -341,6 +354,7 @@ fn with_len(sqe: squeue::Entry128, len: u32) -> squeue::Entry128 {
     // (include/uapi/linux/io_uring.h). All bit patterns are valid.
     let mut raw: [u8; 128] = unsafe { std::mem::transmute(sqe) };
     raw[24..28].copy_from_slice(&len.to_ne_bytes());
+    // SAFETY: as above, any 128 bytes are a valid Entry128.
     unsafe { std::mem::transmute(raw) }
 }
 
@@ -378,10 +392,7 @@ impl Worker {
                 let e = &mut entries[i];
                 if res < 0 {
                     let err = io::Error::from_raw_os_error(-res);
-                    if !matches!(
-                        -res,
-                        libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED | libc::ENODEV
-                    ) {
+                    if !connection_gone(nix::errno::Errno::from_raw(-res)) {
                         return Err(err);
                     }
                     // The connection is gone: unmounted or aborted.
@@ -567,14 +578,12 @@ fn push(
 
 /// Bind the calling thread to `cpu`, where its queue's requests are issued.
 fn pin_to(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET and
-    // sched_setaffinity(0, ..) act on the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
-            debug!("cannot pin io_uring thread to CPU {cpu}");
-        }
+    let mut set = CpuSet::new();
+    let pinned = set
+        .set(cpu)
+        .and_then(|()| sched_setaffinity(Pid::from_raw(0), &set));
+    if pinned.is_err() {
+        debug!("cannot pin io_uring thread to CPU {cpu}");
     }
 }
 
@@ -747,15 +756,15 @@ mod tests {
     fn an_off_or_missing_switch_says_how_to_turn_it_on() {
         let dir = tempfile::tempdir().unwrap();
         let param = dir.path().join("enable_uring");
-        let e = switched_on(&param).unwrap_err();
+        let e = switched_on(&param).unwrap_err().to_string();
         assert!(e.contains("this kernel has no FUSE over io_uring"), "{e}");
         std::fs::write(&param, "N\n").unwrap();
-        let e = switched_on(&param).unwrap_err();
+        let e = switched_on(&param).unwrap_err().to_string();
         assert!(
             e.contains(&format!("`echo Y > {}`", param.display())),
             "{e}"
         );
         std::fs::write(&param, "Y\n").unwrap();
-        assert_eq!(switched_on(&param), Ok(()));
+        assert!(switched_on(&param).is_ok());
     }
 }

@@ -23,13 +23,15 @@
 //! clears them all, and the next remount of each set writes its own.
 
 use std::io::Write as _;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use memmap2::{Mmap, MmapOptions};
+
 use crate::hashing::Digest;
-use crate::manifest::{build_view, lazy_record, EnvSpec, Manifest, ManifestError, PythonSpec};
+use crate::manifest::{EnvSpec, Manifest, PythonSpec};
 use crate::store::{is_valid_id, Store};
 use crate::view::{Lazy, View};
 
@@ -74,54 +76,55 @@ impl PendingImage {
     }
 }
 
-/// The manifest's view: from its image when one is current, else built,
-/// with the image a remount should write once it is live.
-pub fn load_or_build(
-    m: &Manifest,
+/// What the store's image cache holds for a manifest.
+pub enum Cached {
+    /// A current image, loaded.
+    Hit(View),
+    /// None current: the caller builds the view, then writes this image
+    /// (`None` when the manifest's dists cannot be stamped, i.e. the build
+    /// is about to report a missing one).
+    Miss(Option<PendingImage>),
+}
+
+/// The manifest's view from its image, when one is current; each lazy
+/// file is made again by `lazy(owner)`.
+pub fn lookup(
     store: &Store,
-    manifest_path: &Path,
+    m: &Manifest,
     dir_mtime: SystemTime,
-) -> Result<(View, Option<PendingImage>), ManifestError> {
+    lazy: &dyn Fn(u32) -> Arc<Lazy>,
+) -> Cached {
     let (Some(path), Some(stamps)) = (image_path(store, m), stamps(store, m)) else {
-        return Ok((build_view(m, store, manifest_path, dir_mtime)?, None));
+        return Cached::Miss(None);
     };
-    if let Some(view) = load(store, m, dir_mtime, &path, &stamps) {
+    if let Some(view) = load(dir_mtime, &path, &stamps, lazy) {
         log::info!(
             "view of {} nodes loaded from {}",
             view.len(),
             path.display()
         );
-        return Ok((view, None));
+        return Cached::Hit(view);
     }
-    let view = build_view(m, store, manifest_path, dir_mtime)?;
-    let pending = PendingImage {
+    Cached::Miss(Some(PendingImage {
         store: store.clone(),
         path,
         stamps,
-    };
-    Ok((view, Some(pending)))
+    }))
 }
 
 fn load(
-    store: &Store,
-    m: &Manifest,
     dir_mtime: SystemTime,
     path: &Path,
     stamps: &[u8],
+    lazy: &dyn Fn(u32) -> Arc<Lazy>,
 ) -> Option<View> {
-    let map = Mapped::open(path)?;
-    let (len, rest) = map.bytes().split_first_chunk::<4>()?;
+    let map = map(path)?;
+    let (len, rest) = map.split_first_chunk::<4>()?;
     let (recorded, image) = rest.split_at_checked(u32::from_le_bytes(*len) as usize)?;
     if recorded != stamps {
         return None;
     }
-    let lazy = |owner: u32| {
-        m.dists
-            .get(owner as usize)
-            .and_then(|d| lazy_record(m, store, d))
-            .unwrap_or_else(|| Lazy::new(Vec::new))
-    };
-    View::from_image(image, dir_mtime, &lazy)
+    View::from_image(image, dir_mtime, lazy)
 }
 
 /// `STORE/views/<hash>`: one name per view content and sitefs version.
@@ -174,44 +177,14 @@ fn stamps(store: &Store, m: &Manifest) -> Option<Vec<u8>> {
 /// mount time, where every freshly touched page of the daemon's own memory
 /// costs (a few microseconds each on a VM); a mapping of the page-cached
 /// file costs no copy and no new pages.
-struct Mapped {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-impl Mapped {
-    fn open(path: &Path) -> Option<Mapped> {
-        let file = std::fs::File::open(path).ok()?;
-        let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
-        if len == 0 {
-            return None;
-        }
-        // SAFETY: a fresh read-only private mapping of an open file; the
-        // kernel keeps it valid after the fd closes.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_POPULATE,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        (ptr != libc::MAP_FAILED).then_some(Mapped { ptr, len })
+fn map(path: &Path) -> Option<Mmap> {
+    let file = std::fs::File::open(path).ok()?;
+    if file.metadata().ok()?.len() == 0 {
+        return None;
     }
-
-    /// Images are replaced by rename, never written in place, so the
-    /// mapped bytes cannot change under the reader.
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: ptr..ptr+len is mapped readable for self's lifetime.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast(), self.len) }
-    }
-}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly the mapping made in `open`.
-        unsafe { libc::munmap(self.ptr, self.len) };
-    }
+    // SAFETY: memmap2 cannot rule out the file changing under the mapping.
+    // Images are replaced by rename, never written in place, so the mapped
+    // bytes cannot change under the reader; and `View::from_image` checks
+    // every byte it uses, so even a damaged file cannot make it misbehave.
+    unsafe { MmapOptions::new().populate().map_copy_read_only(&file) }.ok()
 }
