@@ -9,15 +9,16 @@ pub mod interpreter;
 pub mod markers;
 pub mod pylock;
 pub mod requirements;
+pub mod version;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::hashing::Digest;
 use crate::resolve::interpreter::Interpreter;
-use crate::resolve::markers::Version;
 use crate::resolve::pylock::Lock;
 use crate::resolve::requirements::Requirement;
+use crate::resolve::version::Version;
 use crate::store::dist_index::DistMeta;
 use crate::store::ingest::expand_sources;
 use crate::store::Store;
@@ -217,7 +218,7 @@ impl Resolver<'_> {
 
     fn in_store(&mut self, req: &Requirement) -> Option<DistMeta> {
         let want = normalize_name(&req.name);
-        let version = Version::parse(&req.version).ok();
+        let version = version::parse(&req.version).ok();
         let hashes = req.hashes.clone();
         let candidates: Vec<DistMeta> = self
             .store_dists()
@@ -238,7 +239,7 @@ impl Resolver<'_> {
 
     fn in_find_links(&self, req: &Requirement, dirs: &[PathBuf]) -> Option<PathBuf> {
         let want = normalize_name(&req.name);
-        let version = Version::parse(&req.version).ok();
+        let version = version::parse(&req.version).ok();
         let mut best: Option<(usize, PathBuf)> = None;
         for dir in dirs {
             for f in expand_sources(std::slice::from_ref(dir)).unwrap_or_default() {
@@ -338,7 +339,7 @@ impl Resolver<'_> {
 
 /// PEP 440 equality when both parse, else exact text.
 fn same_version(have: &str, want: &str, want_parsed: Option<&Version>) -> bool {
-    match (Version::parse(have).ok(), want_parsed) {
+    match (version::parse(have).ok(), want_parsed) {
         (Some(h), Some(w)) => h == *w,
         _ => have == want,
     }

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::resolve::markers::{Marker, MarkerError, Version};
+use crate::resolve::markers::{Marker, MarkerError};
+use crate::resolve::version::{self, Specifiers};
 use crate::wheel::{normalize_name, WheelName};
 
 /// The top-level keys PEP 751 (version 1.0) defines. Anything else is
@@ -385,10 +386,9 @@ fn check_python(spec: &str, env: &BTreeMap<String, String>, what: &str) -> Resul
     let full = env
         .get("python_full_version")
         .ok_or_else(|| LockError::PythonVersion("python_full_version is not set".to_string()))?;
-    let version = Version::parse(full).map_err(|e| LockError::PythonVersion(e.to_string()))?;
-    let ok = version
-        .satisfies(spec)
-        .map_err(|e| LockError::PythonVersion(e.to_string()))?;
+    let version = version::parse(full).map_err(|e| LockError::PythonVersion(e.to_string()))?;
+    let ok =
+        version::satisfies(&version, spec).map_err(|e| LockError::PythonVersion(e.to_string()))?;
     if ok {
         Ok(())
     } else {
@@ -481,10 +481,7 @@ impl Loader<'_> {
     }
 
     fn specifier(&self, spec: &str, context: &str) -> Result<(), LockError> {
-        // Checking any version parses every clause of the specifier.
-        Version::parse("0")
-            .map_err(|e| self.invalid(context, e.to_string()))?
-            .satisfies(spec)
+        spec.parse::<Specifiers>()
             .map(drop)
             .map_err(|e| self.invalid(context, e.to_string()))
     }
@@ -498,7 +495,7 @@ impl Loader<'_> {
             return Err(self.invalid(label, "empty package name"));
         }
         if let Some(v) = &raw.version {
-            Version::parse(v).map_err(|e| self.invalid(&label, e.to_string()))?;
+            version::parse(v).map_err(|e| self.invalid(&label, e.to_string()))?;
         }
         if let Some(marker) = &raw.marker {
             self.marker(marker, &label)?;
@@ -580,7 +577,7 @@ impl Loader<'_> {
             return Err(self.invalid(context, format!("the wheel is not for package {package}")));
         }
         if let Some(version) = version {
-            let same = match (Version::parse(&name.version), Version::parse(version)) {
+            let same = match (version::parse(&name.version), version::parse(version)) {
                 (Ok(a), Ok(b)) => a == b,
                 _ => name.version == version,
             };

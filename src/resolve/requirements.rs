@@ -13,7 +13,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::resolve::markers::{CompareOp, Marker, MarkerError, Version};
+use crate::resolve::markers::{CompareOp, Marker, MarkerError};
+use crate::resolve::version;
+use crate::wheel::is_pep508_name;
 
 /// One pinned requirement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -528,7 +530,7 @@ fn parse_requirement(text: &str) -> Result<Parsed, RequirementErrorKind> {
         .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
         .unwrap_or(head.len());
     let name = &head[..name_len];
-    if !is_valid_name(name) {
+    if !is_pep508_name(name) {
         return Err(invalid(&format!(
             "`{name}` is not a valid package name (letters, digits, `.`, `_`, `-`; starting and ending with a letter or digit)"
         )));
@@ -567,16 +569,6 @@ fn is_url_or_path(head: &str) -> bool {
         || ARCHIVES.iter().any(|ext| head.ends_with(ext))
 }
 
-/// PEP 508 names: ASCII letters and digits, with `.`, `_`, `-` inside.
-fn is_valid_name(name: &str) -> bool {
-    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-    edge_ok(name.chars().next())
-        && edge_ok(name.chars().last())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
 /// `[a, b] rest` to the extras and `rest`; no brackets means no extras.
 fn parse_extras(text: &str) -> Result<(Vec<String>, &str), String> {
     let Some(inner) = text.strip_prefix('[') else {
@@ -590,7 +582,7 @@ fn parse_extras(text: &str) -> Result<(Vec<String>, &str), String> {
         if extra.is_empty() && list.trim().is_empty() {
             break;
         }
-        if !is_valid_name(extra) {
+        if !is_pep508_name(extra) {
             return Err(format!("`{extra}` is not a valid extra name"));
         }
         extras.push(extra.to_string());
@@ -618,7 +610,7 @@ fn parse_pin(spec: &str) -> Result<String, Option<String>> {
     if op != CompareOp::Eq || version.ends_with(".*") {
         return Err(None);
     }
-    Version::parse(version).map_err(|e| Some(e.to_string()))?;
+    version::parse(version).map_err(|e| Some(e.to_string()))?;
     Ok(version.to_string())
 }
 
