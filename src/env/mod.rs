@@ -191,7 +191,7 @@ fn resolve_sources(
     let pools = [CompilerPool::lazy(interp, workers)];
     let chosen = resolve::resolve(store, interp, sources, &mut |wheels: &[PathBuf]| {
         if let Err(e) = store.require_writable() {
-            return vec![Err(e.to_string()); wheels.len()];
+            return wheels.iter().map(|_| Err(e.to_string().into())).collect();
         }
         let opts = ingest::IngestOptions {
             quiet,
@@ -202,7 +202,7 @@ fn resolve_sources(
             .map(|r| {
                 r.result
                     .map(|o| o.meta().clone())
-                    .map_err(|e| format!("{}: {e}", r.wheel.display()))
+                    .map_err(|e| format!("{}: {e}", r.wheel.display()).into())
             })
             .collect()
     })?;

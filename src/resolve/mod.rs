@@ -12,17 +12,18 @@ pub mod requirements;
 pub mod version;
 
 use std::collections::{BTreeMap, HashMap};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::hashing::Digest;
 use crate::resolve::interpreter::Interpreter;
-use crate::resolve::pylock::Lock;
-use crate::resolve::requirements::Requirement;
+use crate::resolve::markers::MarkerError;
+use crate::resolve::pylock::{Lock, LockError, LockedWheel, Selected};
+use crate::resolve::requirements::{Requirement, RequirementError};
 use crate::resolve::version::Version;
 use crate::store::dist_index::DistMeta;
 use crate::store::ingest::expand_sources;
-use crate::store::Store;
-use crate::wheel::{normalize_name, WheelName};
+use crate::store::{Store, StoreError};
+use crate::wheel::{normalize_name, WheelError, WheelName};
 
 /// What to put in an environment.
 #[derive(Debug, Clone, Default)]
@@ -37,11 +38,89 @@ pub struct Sources {
 
 /// Everything that could not be satisfied, one line each.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot satisfy {} requirement(s); nothing was created:\n  {}", .0.len(), .0.join("\n  "))]
-pub struct ResolveError(pub Vec<String>);
+#[error("cannot satisfy {} requirement(s); nothing was created:\n  {}", .0.len(), one_per_line(.0))]
+pub struct ResolveError(pub Vec<Problem>);
+
+/// One thing that could not be satisfied; each displays as one line that
+/// names the file (and line, or lock entry) at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    /// A named wheel file or directory that cannot be listed.
+    #[error(transparent)]
+    Source(#[from] StoreError),
+    #[error("{file}: {source}")]
+    WheelName {
+        file: String,
+        #[source]
+        source: WheelError,
+    },
+    #[error("{file} does not fit this interpreter ({tag})")]
+    DoesNotFit { file: String, tag: String },
+    #[error("{name} is requested twice, as {first} and {second}")]
+    Twice {
+        name: String,
+        first: String,
+        second: String,
+    },
+    /// Reported by the caller's ingest function.
+    #[error(transparent)]
+    Ingest(IngestFailure),
+    #[error(transparent)]
+    Requirement(#[from] RequirementError),
+    #[error("{}:{line}: {source}", file.display())]
+    Marker {
+        file: PathBuf,
+        line: usize,
+        #[source]
+        source: MarkerError,
+    },
+    #[error("{}:{line}: {name}=={version}: no fitting wheel{} in the store or in --find-links {}",
+        file.display(), if *hashed { " with a matching --hash" } else { "" }, show_dirs(dirs))]
+    NoWheel {
+        file: PathBuf,
+        line: usize,
+        name: String,
+        version: String,
+        hashed: bool,
+        dirs: Vec<PathBuf>,
+    },
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("{}: {package}: {wheel} is neither in the store nor at its path or in --find-links {}",
+        lock.display(), show_dirs(dirs))]
+    LockedWheelMissing {
+        lock: PathBuf,
+        package: String,
+        wheel: String,
+        dirs: Vec<PathBuf>,
+    },
+    /// A wheel (in the store, or a file) that is not the one locked.
+    #[error("{}: {package}: {}: {source}", lock.display(), wheel.display())]
+    LockedWheel {
+        lock: PathBuf,
+        package: String,
+        wheel: PathBuf,
+        #[source]
+        source: Mismatch,
+    },
+}
+
+/// How a wheel differs from its lock entry.
+#[derive(Debug, thiserror::Error)]
+pub enum Mismatch {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error("size is {actual} bytes, the lock says {locked}")]
+    Size { actual: u64, locked: u64 },
+    #[error("sha256 is {actual}, the lock says {locked}")]
+    Sha256 { actual: String, locked: String },
+}
 
 /// Adds wheel files to the store, returning each one's dist or error.
-pub type Ingest<'a> = dyn FnMut(&[PathBuf]) -> Vec<Result<DistMeta, String>> + 'a;
+pub type Ingest<'a> = dyn FnMut(&[PathBuf]) -> Vec<Result<DistMeta, IngestFailure>> + 'a;
+
+/// Why the ingest function could not add a wheel; its message says which.
+pub type IngestFailure = Box<dyn std::error::Error + Send + Sync>;
 
 /// Resolve sources to `(dist, requested)` pairs, ingesting wheels the
 /// store lacks through `ingest`.
@@ -75,7 +154,7 @@ pub fn resolve(
 struct Resolver<'a> {
     store: &'a Store,
     interp: &'a Interpreter,
-    problems: Vec<String>,
+    problems: Vec<Problem>,
     chosen: BTreeMap<String, DistMeta>,
     known: Option<Vec<DistMeta>>,
 }
@@ -92,10 +171,11 @@ impl Resolver<'_> {
     fn choose(&mut self, meta: DistMeta) {
         let key = normalize_name(&meta.name);
         match self.chosen.get(&key) {
-            Some(prev) if prev.version != meta.version => self.problems.push(format!(
-                "{} is requested twice, as {} and {}",
-                meta.name, prev.version, meta.version
-            )),
+            Some(prev) if prev.version != meta.version => self.problems.push(Problem::Twice {
+                name: meta.name.clone(),
+                first: prev.version.clone(),
+                second: meta.version,
+            }),
             _ => {
                 self.chosen.insert(key, meta);
             }
@@ -110,7 +190,7 @@ impl Resolver<'_> {
             let files = match expand_sources(std::slice::from_ref(p)) {
                 Ok(f) => f,
                 Err(e) => {
-                    self.problems.push(e.to_string());
+                    self.problems.push(e.into());
                     continue;
                 }
             };
@@ -138,11 +218,11 @@ impl Resolver<'_> {
                         log::debug!("skipping {name}: does not fit {}", self.interp.cache_tag)
                     }
                     None => self.problems.push(match parsed {
-                        Err(e) => format!("{name}: {e}"),
-                        Ok(_) => format!(
-                            "{name} does not fit this interpreter ({})",
-                            self.interp.tags.first().map_or("", |t| t)
-                        ),
+                        Err(source) => Problem::WheelName { file: name, source },
+                        Ok(_) => Problem::DoesNotFit {
+                            file: name,
+                            tag: self.interp.tags.first().cloned().unwrap_or_default(),
+                        },
                     }),
                 }
             }
@@ -158,7 +238,7 @@ impl Resolver<'_> {
         for r in ingest(wheels) {
             match r {
                 Ok(m) => self.choose(m),
-                Err(e) => self.problems.push(e),
+                Err(e) => self.problems.push(Problem::Ingest(e)),
             }
         }
         self.known = None;
@@ -173,7 +253,7 @@ impl Resolver<'_> {
 
     fn requirements_file(&mut self, file: &Path, find_links: &[PathBuf], ingest: &mut Ingest) {
         let (parsed, errors) = requirements::parse_file_partial(file);
-        self.problems.extend(errors.iter().map(|e| e.to_string()));
+        self.problems.extend(errors.into_iter().map(Problem::from));
         let links: Vec<PathBuf> = find_links
             .iter()
             .chain(&parsed.find_links)
@@ -186,9 +266,12 @@ impl Resolver<'_> {
                 match markers::evaluate(m, &env, &[]) {
                     Ok(false) => continue,
                     Ok(true) => {}
-                    Err(e) => {
-                        self.problems
-                            .push(format!("{}:{}: {e}", req.source, req.line));
+                    Err(source) => {
+                        self.problems.push(Problem::Marker {
+                            file: req.source.clone(),
+                            line: req.line,
+                            source,
+                        });
                         continue;
                     }
                 }
@@ -198,19 +281,14 @@ impl Resolver<'_> {
             } else if let Some(wheel) = self.in_find_links(req, &links) {
                 to_ingest.push(wheel);
             } else {
-                self.problems.push(format!(
-                    "{}:{}: {}=={}: no fitting wheel{} in the store or in --find-links {}",
-                    req.source,
-                    req.line,
-                    req.name,
-                    req.version,
-                    if req.hashes.is_empty() {
-                        ""
-                    } else {
-                        " with a matching --hash"
-                    },
-                    show_dirs(&links)
-                ));
+                self.problems.push(Problem::NoWheel {
+                    file: req.source.clone(),
+                    line: req.line,
+                    name: req.name.clone(),
+                    version: req.version.clone(),
+                    hashed: !req.hashes.is_empty(),
+                    dirs: links.clone(),
+                });
             }
         }
         self.ingest_all(&to_ingest, ingest);
@@ -275,65 +353,80 @@ impl Resolver<'_> {
         let lock = match Lock::load(path) {
             Ok(l) => l,
             Err(e) => {
-                self.problems.push(e.to_string());
+                self.problems.push(e.into());
                 return;
             }
         };
         let selected = match lock.select(&self.interp.tags, &self.interp.marker_env()) {
             Ok(s) => s,
             Err(errors) => {
-                self.problems.extend(errors.iter().map(|e| e.to_string()));
+                self.problems.extend(errors.into_iter().map(Problem::from));
                 return;
             }
         };
         let mut to_ingest = Vec::new();
-        for crate::resolve::pylock::Selected { package, wheel } in selected {
-            let label = format!(
-                "{}: {} {}",
-                path.display(),
-                package.name,
-                package.version.as_deref().unwrap_or("")
-            );
-            let by_hash = wheel.sha256.as_deref().map(str::to_ascii_lowercase);
-            let in_store = self
-                .store_dists()
-                .iter()
-                .find(|m| match &by_hash {
-                    Some(h) => &m.wheel_sha256 == h,
-                    None => m.wheel == wheel.file_name,
-                })
-                .cloned();
-            if let Some(m) = in_store {
-                match wheel.size.filter(|&s| s != m.wheel_size) {
-                    Some(size) => self.problems.push(format!(
-                        "{label}: {}: size is {} bytes, the lock says {size}",
-                        wheel.file_name, m.wheel_size
-                    )),
-                    None => self.choose(m),
-                }
-                continue;
-            }
-            let candidates = wheel
-                .path
-                .iter()
-                .cloned()
-                .chain(find_links.iter().map(|d| d.join(&wheel.file_name)));
-            let Some(file) = candidates.into_iter().find(|p| p.is_file()) else {
-                self.problems.push(format!(
-                    "{label}: {} is neither in the store nor at its path or in --find-links {}",
-                    wheel.file_name,
-                    show_dirs(find_links)
-                ));
-                continue;
-            };
-            match check_locked_file(&file, wheel.size, by_hash.as_deref()) {
-                Ok(()) => to_ingest.push(file),
-                Err(why) => self
-                    .problems
-                    .push(format!("{label}: {}: {why}", file.display())),
+        for selected in selected {
+            match self.locked_wheel(path, find_links, selected) {
+                Ok(Some(file)) => to_ingest.push(file),
+                Ok(None) => {}
+                Err(problem) => self.problems.push(problem),
             }
         }
         self.ingest_all(&to_ingest, ingest);
+    }
+
+    /// Choose a locked wheel the store has, or return the file to ingest.
+    fn locked_wheel(
+        &mut self,
+        lock: &Path,
+        find_links: &[PathBuf],
+        Selected { package, wheel }: Selected<'_>,
+    ) -> Result<Option<PathBuf>, Problem> {
+        let problem = |wheel_path: &Path, source: Mismatch| Problem::LockedWheel {
+            lock: lock.to_path_buf(),
+            package: package.label(),
+            wheel: wheel_path.to_path_buf(),
+            source,
+        };
+        let by_hash = wheel.sha256.as_deref().map(str::to_ascii_lowercase);
+        if let Some(m) = self.locked_in_store(wheel, by_hash.as_deref()) {
+            if let Some(locked) = wheel.size.filter(|&s| s != m.wheel_size) {
+                let actual = m.wheel_size;
+                return Err(problem(
+                    Path::new(&wheel.file_name),
+                    Mismatch::Size { actual, locked },
+                ));
+            }
+            self.choose(m);
+            return Ok(None);
+        }
+        let candidates = wheel
+            .path
+            .iter()
+            .cloned()
+            .chain(find_links.iter().map(|d| d.join(&wheel.file_name)));
+        let Some(file) = candidates.into_iter().find(|p| p.is_file()) else {
+            return Err(Problem::LockedWheelMissing {
+                lock: lock.to_path_buf(),
+                package: package.label(),
+                wheel: wheel.file_name.clone(),
+                dirs: find_links.to_vec(),
+            });
+        };
+        check_locked_file(&file, wheel.size, by_hash.as_deref())
+            .map_err(|source| problem(&file, source))?;
+        Ok(Some(file))
+    }
+
+    /// The store's dist of a locked wheel: by hash when the lock has one.
+    fn locked_in_store(&mut self, wheel: &LockedWheel, sha256: Option<&str>) -> Option<DistMeta> {
+        self.store_dists()
+            .iter()
+            .find(|m| match sha256 {
+                Some(h) => m.wheel_sha256 == h,
+                None => m.wheel == wheel.file_name,
+            })
+            .cloned()
     }
 }
 
@@ -345,15 +438,18 @@ fn same_version(have: &str, want: &str, want_parsed: Option<&Version>) -> bool {
     }
 }
 
-fn check_locked_file(file: &Path, size: Option<u64>, sha256: Option<&str>) -> Result<(), String> {
-    let actual = std::fs::metadata(file).map_err(|e| e.to_string())?.len();
-    if let Some(size) = size.filter(|&s| s != actual) {
-        return Err(format!("size is {actual} bytes, the lock says {size}"));
+fn check_locked_file(file: &Path, size: Option<u64>, sha256: Option<&str>) -> Result<(), Mismatch> {
+    let actual = std::fs::metadata(file)?.len();
+    if let Some(locked) = size.filter(|&s| s != actual) {
+        return Err(Mismatch::Size { actual, locked });
     }
-    if let Some(want) = sha256 {
-        let have = file_sha256(file).ok_or("cannot read")?;
-        if have != want {
-            return Err(format!("sha256 is {have}, the lock says {want}"));
+    if let Some(locked) = sha256 {
+        let actual = crate::hashing::hash_file(file)?.0.to_hex();
+        if actual != locked {
+            return Err(Mismatch::Sha256 {
+                actual,
+                locked: locked.to_string(),
+            });
         }
     }
     Ok(())
@@ -362,7 +458,13 @@ fn check_locked_file(file: &Path, size: Option<u64>, sha256: Option<&str>) -> Re
 fn file_sha256(file: &Path) -> Option<String> {
     crate::hashing::hash_file(file)
         .ok()
-        .map(|(d, _): (Digest, u64)| d.to_hex())
+        .map(|(d, _)| d.to_hex())
+}
+
+/// One problem per line, for [`ResolveError`]'s message.
+fn one_per_line(problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    lines.join("\n  ")
 }
 
 fn show_dirs(dirs: &[PathBuf]) -> String {
