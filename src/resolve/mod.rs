@@ -476,3 +476,276 @@ fn show_dirs(dirs: &[PathBuf]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::fs;
+    use std::io::Write;
+    use std::sync::OnceLock;
+
+    use super::*;
+    use crate::hashing::Digest;
+    use crate::store::bytecode::CompilerPool;
+    use crate::store::ingest::{add_wheels, IngestOptions};
+    use crate::wheel::RecordHash;
+
+    fn python3() -> &'static Interpreter {
+        static INTERP: OnceLock<Interpreter> = OnceLock::new();
+        INTERP.get_or_init(|| Interpreter::probe(OsStr::new("python3")).expect("probe python3"))
+    }
+
+    /// A pure-Python `{name}-{version}-py3-none-any.whl` in `dir`, with
+    /// METADATA, WHEEL and a RECORD that matches.
+    fn wheel(dir: &Path, name: &str, version: &str) -> PathBuf {
+        let info = format!("{name}-{version}.dist-info");
+        let mut members = vec![
+            (
+                format!("{name}/__init__.py"),
+                format!("VERSION = {version:?}\n"),
+            ),
+            (
+                format!("{info}/METADATA"),
+                format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"),
+            ),
+            (
+                format!("{info}/WHEEL"),
+                "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n".to_string(),
+            ),
+        ];
+        let mut record: String = members
+            .iter()
+            .map(|(path, text)| {
+                let hash = RecordHash::sha256_field(&Digest::of(text.as_bytes()));
+                format!("{path},{hash},{}\n", text.len())
+            })
+            .collect();
+        record += &format!("{info}/RECORD,,\n");
+        members.push((format!("{info}/RECORD"), record));
+        fs::create_dir_all(dir).expect("mkdir");
+        let file = dir.join(format!("{name}-{version}-py3-none-any.whl"));
+        let mut zw = zip::ZipWriter::new(fs::File::create(&file).expect("create wheel"));
+        for (path, text) in &members {
+            zw.start_file(path.as_str(), zip::write::SimpleFileOptions::default())
+                .expect("zip entry");
+            zw.write_all(text.as_bytes()).expect("zip write");
+        }
+        zw.finish().expect("zip finish");
+        file
+    }
+
+    /// A store holding `wheels`, ingested the way `env create` does.
+    fn store_with(root: &Path, wheels: &[PathBuf]) -> Store {
+        let store = Store::create(&root.join("store")).expect("create store");
+        ingest(&store, &mut Vec::new())(wheels);
+        store
+    }
+
+    /// The real ingest, recording the file names of every call in `calls`.
+    fn ingest<'a>(
+        store: &'a Store,
+        calls: &'a mut Vec<Vec<String>>,
+    ) -> impl FnMut(&[PathBuf]) -> Vec<Result<DistMeta, IngestFailure>> + 'a {
+        move |wheels: &[PathBuf]| {
+            calls.push(wheels.iter().map(|w| file_name(w)).collect());
+            let pools = [CompilerPool::lazy(python3(), 1)];
+            let opts = IngestOptions {
+                quiet: true,
+                ..Default::default()
+            };
+            add_wheels(store, wheels, &pools, &opts)
+                .into_iter()
+                .map(|r| r.result.map(|o| o.meta().clone()).map_err(Into::into))
+                .collect()
+        }
+    }
+
+    fn file_name(path: &Path) -> String {
+        path.file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn sha256_hex(file: &Path) -> String {
+        file_sha256(file).expect("hash wheel")
+    }
+
+    /// One `[[packages]]` entry of a pylock.toml for `wheel`.
+    fn locked(name: &str, version: &str, wheel: &Path, size: u64, sha256: &str) -> String {
+        format!(
+            "[[packages]]\nname = {name:?}\nversion = {version:?}\n\
+             wheels = [{{ path = {:?}, size = {size}, hashes = {{ sha256 = {sha256:?} }} }}]\n",
+            wheel.display().to_string()
+        )
+    }
+
+    #[test]
+    fn every_source_resolves_to_store_dists() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let a = wheel(&root.join("built"), "a", "1.0");
+        let b = wheel(&root.join("built"), "b", "2.0");
+        let store = store_with(root, &[a, b.clone()]);
+        let c = wheel(&root.join("incoming"), "c", "3.0");
+        wheel(&root.join("links"), "d", "4.0");
+        let requirements = root.join("requirements.txt");
+        fs::write(&requirements, "A==1.0.0\nd==4.0\n").expect("write requirements");
+        let lock = root.join("pylock.toml");
+        let size = fs::metadata(&b).expect("stat").len();
+        // The locked path does not exist: b must be found in the store by hash.
+        let gone = root.join("gone/b-2.0-py3-none-any.whl");
+        let text = locked("b", "2.0", &gone, size, &sha256_hex(&b));
+        fs::write(&lock, format!("lock-version = \"1.0\"\n{text}")).expect("write lock");
+        let sources = Sources {
+            wheels: vec![c],
+            requirements: vec![requirements],
+            lock: Some(lock),
+            find_links: vec![root.join("links")],
+        };
+        let mut calls = Vec::new();
+        let chosen = resolve(&store, python3(), &sources, &mut ingest(&store, &mut calls))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let got: Vec<(&str, &str, bool)> = chosen
+            .iter()
+            .map(|(m, requested)| (m.name.as_str(), m.version.as_str(), *requested))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", "1.0", true),
+                ("b", "2.0", true),
+                ("c", "3.0", true),
+                ("d", "4.0", true)
+            ]
+        );
+        // a and b came from the store; only c and d were ingested.
+        assert_eq!(
+            calls,
+            [
+                vec!["c-3.0-py3-none-any.whl".to_string()],
+                vec!["d-4.0-py3-none-any.whl".to_string()]
+            ]
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let a = wheel(&root.join("built"), "a", "1.0");
+        let store = store_with(root, std::slice::from_ref(&a));
+        let a2 = wheel(&root.join("incoming"), "a", "2.0");
+        let misfit = root.join("x-1.0-cp27-cp27m-win32.whl");
+        let bad_name = root.join("notawheel.whl");
+        for f in [&misfit, &bad_name] {
+            fs::write(f, b"").expect("write");
+        }
+        wheel(&root.join("links"), "c", "1.0");
+        let requirements = root.join("req.txt");
+        let zeros = "0".repeat(64);
+        fs::write(
+            &requirements,
+            format!(
+                "a==1.0\nnope==1.0\nb==1.0 ; platform_machine ~= 'x86'\n\
+                 c==1.0 --hash=sha256:{zeros}\nflask\n"
+            ),
+        )
+        .expect("write requirements");
+        let size = fs::metadata(&a).expect("stat").len();
+        let lock = root.join("pylock.toml");
+        let text = [
+            locked("a", "1.0", &a, size + 1, &sha256_hex(&a)),
+            locked("e", "5.0", &root.join("e-5.0-py3-none-any.whl"), 1, &zeros),
+        ]
+        .concat();
+        fs::write(&lock, format!("lock-version = \"1.0\"\n{text}")).expect("write lock");
+        let sources = Sources {
+            wheels: vec![a2, misfit, bad_name, root.join("missing.whl")],
+            requirements: vec![requirements.clone()],
+            lock: Some(lock.clone()),
+            find_links: vec![root.join("links")],
+        };
+        let mut calls = Vec::new();
+        let err = resolve(&store, python3(), &sources, &mut ingest(&store, &mut calls))
+            .expect_err("unsatisfiable");
+        let lines: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+        let (req, lock, links) = (
+            requirements.display(),
+            lock.display(),
+            root.join("links").display().to_string(),
+        );
+        let tag = &python3().tags[0];
+        let expected = [
+            format!("x-1.0-cp27-cp27m-win32.whl does not fit this interpreter ({tag})"),
+            format!("{req}:5: `flask` is not pinned: use flask==VERSION"),
+            "a is requested twice, as 2.0 and 1.0".to_string(),
+            format!("{req}:2: nope==1.0: no fitting wheel in the store or in --find-links {links}"),
+            format!("{req}:4: c==1.0: no fitting wheel with a matching --hash in the store or in --find-links {links}"),
+            format!("{lock}: a 1.0: a-1.0-py3-none-any.whl: size is {size} bytes, the lock says {}", size + 1),
+            format!("{lock}: e 5.0: e-5.0-py3-none-any.whl is neither in the store nor at its path or in --find-links {links}"),
+        ];
+        for want in &expected {
+            assert!(lines.contains(want), "missing {want:?} in {lines:#?}");
+        }
+        let starts = [
+            "notawheel.whl: ",
+            &format!("{}: ", root.join("missing.whl").display()),
+            &format!("{req}:3: cannot evaluate marker"),
+        ];
+        for start in starts {
+            assert!(
+                lines.iter().any(|l| l.starts_with(start)),
+                "no line starts with {start:?} in {lines:#?}"
+            );
+        }
+        assert_eq!(lines.len(), expected.len() + starts.len(), "{lines:#?}");
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with("cannot satisfy 10 requirement(s); nothing was created:\n  "),
+            "{shown}"
+        );
+        assert_eq!(shown.lines().count(), 11, "{shown}");
+    }
+
+    #[test]
+    fn versions_compare_by_pep440_then_text() {
+        let same =
+            |have: &str, want: &str| same_version(have, want, version::parse(want).ok().as_ref());
+        assert!(same("1.0", "1.0.0"));
+        assert!(same("1.0RC1", "1.0rc1"));
+        assert!(!same("1.0", "1.0.post1"));
+        assert!(same("not.a-version!", "not.a-version!"));
+        assert!(!same("not.a-version!", "Not.a-version!"));
+    }
+
+    #[test]
+    fn locked_files_are_checked_for_size_and_hash() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("w.whl");
+        fs::write(&file, b"abc").expect("write");
+        let sha = sha256_hex(&file);
+        assert!(check_locked_file(&file, Some(3), Some(&sha)).is_ok());
+        assert!(check_locked_file(&file, None, None).is_ok());
+        assert_eq!(
+            check_locked_file(&file, Some(4), None)
+                .unwrap_err()
+                .to_string(),
+            "size is 3 bytes, the lock says 4"
+        );
+        let zeros = "0".repeat(64);
+        assert_eq!(
+            check_locked_file(&file, None, Some(&zeros))
+                .unwrap_err()
+                .to_string(),
+            format!("sha256 is {sha}, the lock says {zeros}")
+        );
+        let missing = check_locked_file(&dir.path().join("nope.whl"), None, None).unwrap_err();
+        assert!(matches!(missing, Mismatch::Io(_)), "{missing}");
+        assert_eq!(show_dirs(&[]), "(none given)");
+        assert_eq!(
+            show_dirs(&[PathBuf::from("/a"), PathBuf::from("b")]),
+            "/a, b"
+        );
+    }
+}
