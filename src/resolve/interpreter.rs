@@ -461,6 +461,16 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
+/// The `python3` on PATH, probed once for all the tests that need a real
+/// interpreter.
+#[cfg(test)]
+pub(crate) fn host_python3() -> &'static Interpreter {
+    static PYTHON3: std::sync::LazyLock<Interpreter> = std::sync::LazyLock::new(|| {
+        Interpreter::probe(OsStr::new("python3")).expect("probe python3")
+    });
+    &PYTHON3
+}
+
 /// Fail unless `python3 -m py_compile` accepts `source`: the Python
 /// scripts sitefs embeds are only run long after the build, so their
 /// syntax is checked by a test instead.

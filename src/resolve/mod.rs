@@ -479,21 +479,15 @@ fn show_dirs(dirs: &[PathBuf]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::ffi::OsStr;
     use std::fs;
     use std::io::Write;
-    use std::sync::OnceLock;
 
     use super::*;
     use crate::hashing::Digest;
+    use crate::resolve::interpreter::host_python3 as python3;
     use crate::store::bytecode::CompilerPool;
     use crate::store::ingest::{add_wheels, IngestOptions};
     use crate::wheel::RecordHash;
-
-    fn python3() -> &'static Interpreter {
-        static INTERP: OnceLock<Interpreter> = OnceLock::new();
-        INTERP.get_or_init(|| Interpreter::probe(OsStr::new("python3")).expect("probe python3"))
-    }
 
     /// A pure-Python `{name}-{version}-py3-none-any.whl` in `dir`, with
     /// METADATA, WHEEL and a RECORD that matches.

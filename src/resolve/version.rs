@@ -205,6 +205,11 @@ mod tests {
         parse(s).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Whether `ver` satisfies the (valid) specifier set `spec`.
+    fn ok(ver: &str, spec: &str) -> bool {
+        satisfies(&v(ver), spec).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
     fn version_parsing_normalizes_spellings() {
         assert_eq!(v("1.0RC1").to_string(), "1.0rc1");
@@ -264,7 +269,6 @@ mod tests {
 
     #[test]
     fn specifier_operators() {
-        let ok = |ver: &str, spec: &str| satisfies(&v(ver), spec).unwrap();
         assert!(ok("3.11.4", ">=3.8"));
         assert!(ok("3.11.4", ">=3.8, <4"));
         assert!(!ok("3.7.1", ">=3.8"));
@@ -296,7 +300,6 @@ mod tests {
     /// PEP 440 and `packaging`; [`contains`] corrects each.
     #[test]
     fn corrections_to_pep440_rs() {
-        let ok = |ver: &str, spec: &str| satisfies(&v(ver), spec).unwrap();
         assert!(!ok("3", "==3.11.*"));
         assert!(ok("3", "!=3.11.*"));
         assert!(ok("1.0.dev1", "<1.0a1"));
