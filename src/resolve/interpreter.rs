@@ -61,11 +61,37 @@ pub enum InterpreterError {
         detail: String,
     },
     /// The probe's output could not be understood.
-    #[error("python interpreter `{python}` gave unexpected probe output: {detail}")]
-    BadOutput { python: String, detail: String },
+    #[error("python interpreter `{python}` gave unexpected probe output: {source}")]
+    BadOutput {
+        python: String,
+        #[source]
+        source: ProbeOutputError,
+    },
     /// The interpreter is older than [`MIN_PYTHON`].
     #[error("python interpreter `{python}` is Python {version}; sitefs needs Python 3.8 or newer")]
     TooOld { python: String, version: String },
+}
+
+/// What is wrong with the probe's output (a broken installation, or a
+/// `sitecustomize` that writes into the records).
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeOutputError {
+    #[error("missing probe header (got {0:?})")]
+    MissingHeader(String),
+    #[error("record without `=`: {0:?}")]
+    NoEquals(String),
+    #[error("missing `{0}`")]
+    Missing(String),
+    #[error("`{key}` is not an absolute path: {path:?}")]
+    NotAbsolute { key: String, path: PathBuf },
+    #[error("`{key}` is not UTF-8: {value:?}")]
+    NotUtf8 { key: String, value: OsString },
+    #[error("sys.implementation.cache_tag is None: this interpreter cannot use pycs")]
+    NoCacheTag,
+    #[error("no compatible wheel tags")]
+    NoTags,
+    #[error("marker python_version disagrees with sys.version_info")]
+    VersionMismatch,
 }
 
 /// A probed interpreter. Built once per `--python` and then trusted: the
@@ -196,9 +222,9 @@ fn probe_with(python: &OsStr, force_fallback: bool) -> Result<Interpreter, Inter
     let name = python.to_string_lossy().into_owned();
     let output = run_probe(python, &name, force_fallback)?;
     check_exit(&name, &output)?;
-    let facts = Facts::parse(&output.stdout).map_err(|detail| InterpreterError::BadOutput {
+    let facts = Facts::parse(&output.stdout).map_err(|source| InterpreterError::BadOutput {
         python: name.clone(),
-        detail,
+        source,
     })?;
     facts.into_interpreter(&name)
 }
@@ -320,10 +346,10 @@ struct Facts {
 
 impl Facts {
     /// Parse `HEADER\0key=value\0...`, ignoring anything before the header.
-    fn parse(stdout: &[u8]) -> Result<Facts, String> {
+    fn parse(stdout: &[u8]) -> Result<Facts, ProbeOutputError> {
         let start = find(stdout, PROBE_HEADER).ok_or_else(|| {
             let shown = String::from_utf8_lossy(&stdout[..stdout.len().min(200)]);
-            format!("missing probe header (got {shown:?})")
+            ProbeOutputError::MissingHeader(shown.into_owned())
         })?;
         let mut facts = Facts::default();
         let body = &stdout[start + PROBE_HEADER.len()..];
@@ -334,11 +360,10 @@ impl Facts {
     }
 
     /// File one `key=value` record.
-    fn add(&mut self, record: &[u8]) -> Result<(), String> {
-        let eq = record
-            .iter()
-            .position(|&b| b == b'=')
-            .ok_or_else(|| format!("record without `=`: {:?}", String::from_utf8_lossy(record)))?;
+    fn add(&mut self, record: &[u8]) -> Result<(), ProbeOutputError> {
+        let eq = record.iter().position(|&b| b == b'=').ok_or_else(|| {
+            ProbeOutputError::NoEquals(String::from_utf8_lossy(record).into_owned())
+        })?;
         let key = String::from_utf8_lossy(&record[..eq]).into_owned();
         let value = OsString::from_vec(record[eq + 1..].to_vec());
         if key == "tag" {
@@ -352,33 +377,34 @@ impl Facts {
     }
 
     /// A required value as raw OS string.
-    fn os(&self, key: &str) -> Result<OsString, String> {
+    fn os(&self, key: &str) -> Result<OsString, ProbeOutputError> {
         self.values
             .get(key)
             .cloned()
-            .ok_or_else(|| format!("missing `{key}`"))
+            .ok_or_else(|| ProbeOutputError::Missing(key.to_owned()))
     }
 
     /// A required value that must be UTF-8.
-    fn string(&self, key: &str) -> Result<String, String> {
+    fn string(&self, key: &str) -> Result<String, ProbeOutputError> {
         utf8(key, self.os(key)?)
     }
 
     /// A required value that must be a non-empty absolute path.
-    fn abs_path(&self, key: &str) -> Result<PathBuf, String> {
+    fn abs_path(&self, key: &str) -> Result<PathBuf, ProbeOutputError> {
         let path = PathBuf::from(self.os(key)?);
         if path.is_absolute() {
             Ok(path)
         } else {
-            Err(format!("`{key}` is not an absolute path: {path:?}"))
+            let key = key.to_owned();
+            Err(ProbeOutputError::NotAbsolute { key, path })
         }
     }
 
     /// Check the version, then build the [`Interpreter`].
     fn into_interpreter(self, name: &str) -> Result<Interpreter, InterpreterError> {
-        let bad = |detail: String| InterpreterError::BadOutput {
+        let bad = |source| InterpreterError::BadOutput {
             python: name.to_owned(),
-            detail,
+            source,
         };
         let version = self.string("version").map_err(bad)?;
         if !version_at_least(&version, MIN_PYTHON) {
@@ -392,7 +418,7 @@ impl Facts {
     }
 
     /// Assemble the struct from a complete (3.8+) probe.
-    fn build(self, version: String) -> Result<Interpreter, String> {
+    fn build(self, version: String) -> Result<Interpreter, ProbeOutputError> {
         let s = |k: &str| self.string(k);
         let interp = Interpreter {
             executable: self.abs_path("executable")?,
@@ -425,26 +451,27 @@ impl Facts {
 }
 
 /// Sanity checks that would otherwise surface later as confusing errors.
-fn validate(interp: &Interpreter) -> Result<(), String> {
+fn validate(interp: &Interpreter) -> Result<(), ProbeOutputError> {
     if interp.cache_tag.is_empty() {
-        return Err(
-            "sys.implementation.cache_tag is None: this interpreter cannot use pycs".into(),
-        );
+        return Err(ProbeOutputError::NoCacheTag);
     }
     if interp.tags.is_empty() {
-        return Err("no compatible wheel tags".into());
+        return Err(ProbeOutputError::NoTags);
     }
     if interp.markers.get("python_version") != Some(&interp.version) {
-        return Err("marker python_version disagrees with sys.version_info".into());
+        return Err(ProbeOutputError::VersionMismatch);
     }
     Ok(())
 }
 
 /// Decode a value that must be UTF-8 (tags, markers, sysconfig paths).
-fn utf8(key: &str, value: OsString) -> Result<String, String> {
+fn utf8(key: &str, value: OsString) -> Result<String, ProbeOutputError> {
     value
         .into_string()
-        .map_err(|v| format!("`{key}` is not UTF-8: {v:?}"))
+        .map_err(|value| ProbeOutputError::NotUtf8 {
+            key: key.to_owned(),
+            value,
+        })
 }
 
 /// Whether "X.Y" is at least `min`.
