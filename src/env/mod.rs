@@ -271,7 +271,7 @@ fn resolve_sources(
             let tags = [interp.cache_tag.as_str()];
             return wheels
                 .iter()
-                .map(|w| ingest::stored_wheel(store, w, &tags).ok_or_else(|| e.to_string()))
+                .map(|w| ingest::stored_wheel(store, w, &tags).ok_or_else(|| e.to_string().into()))
                 .collect();
         }
         let opts = ingest::IngestOptions {
@@ -283,7 +283,7 @@ fn resolve_sources(
             .map(|r| {
                 r.result
                     .map(|o| o.meta().clone())
-                    .map_err(|e| format!("{}: {e}", r.wheel.display()))
+                    .map_err(|e| format!("{}: {e}", r.wheel.display()).into())
             })
             .collect()
     })?;

@@ -30,267 +30,7 @@ const PROBE_HEADER: &[u8] = b"SITEFS-PROBE-1";
 /// no `yield from`, no keyword-only arguments) so that an old interpreter
 /// reports its version and gets a clear "too old" error instead of a
 /// SyntaxError. Passing `fallback` as argv[1] skips `packaging` (tests).
-const PROBE_SCRIPT: &str = r#"
-import sys
-if sys.path and sys.path[0] in ("", "."):
-    del sys.path[0]
-HEADER = "SITEFS-PROBE-1"
-if sys.version_info < (3, 8):
-    sys.stdout.write("%s\0version=%d.%d\0full_version=%d.%d.%d\0" % (
-        (HEADER,) + tuple(sys.version_info[:2]) + tuple(sys.version_info[:3])))
-    sys.stdout.flush()
-    sys.exit(0)
-
-import os
-import platform
-import re
-import sysconfig
-import importlib.util
-
-
-def fs(value):
-    if value is None:
-        return b""
-    return os.fsencode(str(value))
-
-
-def nodot(version):
-    return "".join(str(v) for v in version)
-
-
-def norm(s):
-    return s.replace(".", "_").replace("-", "_").replace(" ", "_")
-
-
-def config_var(name):
-    try:
-        return sysconfig.get_config_var(name)
-    except Exception:
-        return None
-
-
-def cpython_abis(ver):
-    abis = []
-    threading = ""
-    debug = ""
-    with_debug = config_var("Py_DEBUG")
-    if with_debug or (with_debug is None and hasattr(sys, "gettotalrefcount")):
-        debug = "d"
-    if ver >= (3, 13) and config_var("Py_GIL_DISABLED"):
-        threading = "t"
-    if debug:
-        abis.append("cp%s%s" % (nodot(ver), threading))
-    abis.insert(0, "cp%s%s%s" % (nodot(ver), threading, debug))
-    return abis
-
-
-def glibc_version():
-    try:
-        _, v = os.confstr("CS_GNU_LIBC_VERSION").rsplit()
-    except Exception:
-        return None
-    m = re.match(r"([0-9]+)\.([0-9]+)", v)
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
-def musl_version():
-    import glob
-    import subprocess
-    for loader in sorted(glob.glob("/lib/ld-musl-*.so.1")):
-        try:
-            proc = subprocess.run([loader], stderr=subprocess.PIPE,
-                                  stdout=subprocess.DEVNULL)
-        except OSError:
-            continue
-        m = re.search(br"Version ([0-9]+)\.([0-9]+)", proc.stderr)
-        if m:
-            return (int(m.group(1)), int(m.group(2)))
-    return None
-
-
-LEGACY = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
-MANYLINUX_ARCHS = ("x86_64", "i686", "aarch64", "armv7l", "ppc64", "ppc64le",
-                   "s390x", "loongarch64", "riscv64")
-
-
-def manylinux_platforms(archs):
-    glibc = glibc_version()
-    if glibc is None or not any(a in MANYLINUX_ARCHS for a in archs):
-        return []
-    oldest = 4 if set(archs) & set(["x86_64", "i686"]) else 16
-    out = []
-    for arch in archs:
-        for minor in range(glibc[1], oldest, -1):
-            out.append("manylinux_%d_%d_%s" % (glibc[0], minor, arch))
-            if (glibc[0], minor) in LEGACY:
-                out.append("%s_%s" % (LEGACY[(glibc[0], minor)], arch))
-    return out
-
-
-def linux_platforms():
-    linux = norm(sysconfig.get_platform())
-    if not linux.startswith("linux_"):
-        return [linux]
-    if sys.maxsize <= 2 ** 32:
-        linux = {"linux_x86_64": "linux_i686",
-                 "linux_aarch64": "linux_armv8l"}.get(linux, linux)
-    arch = linux.split("_", 1)[1]
-    archs = {"armv8l": ["armv8l", "armv7l"]}.get(arch, [arch])
-    out = manylinux_platforms(archs)
-    if glibc_version() is None:
-        musl = musl_version()
-        if musl is not None:
-            for a in archs:
-                for minor in range(musl[1], -1, -1):
-                    out.append("musllinux_%d_%d_%s" % (musl[0], minor, a))
-    return out + ["linux_" + a for a in archs]
-
-
-def py_range(ver):
-    out = ["py" + nodot(ver), "py%d" % ver[0]]
-    for minor in range(ver[1] - 1, -1, -1):
-        out.append("py" + nodot((ver[0], minor)))
-    return out
-
-
-def generic_abis():
-    ext = config_var("EXT_SUFFIX") or ""
-    parts = ext.split(".")
-    if len(parts) < 3:
-        return []
-    soabi = parts[1]
-    if soabi.startswith("cpython"):
-        abi = "cp" + soabi.split("-")[1]
-    elif soabi.startswith("pypy"):
-        abi = "-".join(soabi.split("-")[:2])
-    elif soabi.startswith("graalpy"):
-        abi = "-".join(soabi.split("-")[:3])
-    else:
-        abi = soabi
-    return [norm(abi)] if abi else []
-
-
-def fallback_tags():
-    ver = tuple(sys.version_info[:2])
-    name = sys.implementation.name
-    short = {"cpython": "cp", "pypy": "pp", "ironpython": "ip",
-             "jython": "jy"}.get(name, name)
-    if platform.system() == "Linux":
-        plats = linux_platforms()
-    else:
-        plats = [norm(sysconfig.get_platform())]
-    tags = []
-    if short == "cp":
-        interp = "cp" + nodot(ver)
-        abis = cpython_abis(ver)
-        abi3 = "t" not in abis[0][len(interp):]
-        for abi in abis:
-            tags += ["%s-%s-%s" % (interp, abi, p) for p in plats]
-        if abi3:
-            tags += ["%s-abi3-%s" % (interp, p) for p in plats]
-        tags += ["%s-none-%s" % (interp, p) for p in plats]
-        if abi3:
-            for minor in range(ver[1] - 1, 1, -1):
-                tags += ["cp%d%d-abi3-%s" % (ver[0], minor, p) for p in plats]
-    else:
-        interp = short + str(config_var("py_version_nodot") or nodot(ver))
-        for abi in generic_abis() + ["none"]:
-            tags += ["%s-%s-%s" % (interp, abi, p) for p in plats]
-        interp = "pp3" if short == "pp" else None
-    for py in py_range(ver):
-        tags += ["%s-none-%s" % (py, p) for p in plats]
-    if interp:
-        tags.append("%s-none-any" % interp)
-    tags += ["%s-none-any" % py for py in py_range(ver)]
-    return tags
-
-
-def wheel_tags(force_fallback):
-    if not force_fallback:
-        try:
-            from packaging.tags import sys_tags
-            return "packaging", [str(t) for t in sys_tags()]
-        except Exception:
-            pass
-    return "fallback", fallback_tags()
-
-
-def full_version(info):
-    v = "%d.%d.%d" % (info.major, info.minor, info.micro)
-    if info.releaselevel != "final":
-        v += info.releaselevel[0] + str(info.serial)
-    return v
-
-
-def markers():
-    return {
-        "implementation_name": sys.implementation.name,
-        "implementation_version": full_version(sys.implementation.version),
-        "os_name": os.name,
-        "platform_machine": platform.machine(),
-        "platform_release": platform.release(),
-        "platform_system": platform.system(),
-        "platform_version": platform.version(),
-        "python_full_version": platform.python_version(),
-        "platform_python_implementation": platform.python_implementation(),
-        "python_version": ".".join(platform.python_version_tuple()[:2]),
-        "sys_platform": sys.platform,
-    }
-
-
-def base_executable():
-    base = getattr(sys, "_base_executable", None) or sys.executable
-    if sys.prefix != sys.base_prefix and base == sys.executable:
-        try:
-            with open(os.path.join(sys.prefix, "pyvenv.cfg")) as f:
-                for line in f:
-                    key, sep, value = line.partition("=")
-                    if sep and key.strip() == "home":
-                        cand = os.path.join(value.strip(),
-                                            os.path.basename(sys.executable))
-                        if os.path.exists(cand):
-                            base = cand
-        except OSError:
-            pass
-    return base
-
-
-def main():
-    info = sys.version_info
-    paths = sysconfig.get_paths()
-    source, tags = wheel_tags(len(sys.argv) > 1 and sys.argv[1] == "fallback")
-    facts = [
-        ("version", "%d.%d" % (info.major, info.minor)),
-        ("full_version", platform.python_version()),
-        ("executable", sys.executable),
-        ("base_executable", base_executable()),
-        ("cache_tag", sys.implementation.cache_tag),
-        ("implementation", sys.implementation.name),
-        ("prefix", sys.prefix),
-        ("base_prefix", sys.base_prefix),
-        ("abi_flags", getattr(sys, "abiflags", "")),
-        ("soabi", config_var("SOABI")),
-        ("ext_suffix", config_var("EXT_SUFFIX")),
-        ("platform", sysconfig.get_platform()),
-        ("magic_number", importlib.util.MAGIC_NUMBER.hex()),
-        ("tags_source", source),
-    ]
-    for key in ("stdlib", "platstdlib", "purelib", "platlib", "include",
-                "platinclude", "scripts", "data"):
-        facts.append(("path." + key, paths.get(key)))
-    for key, value in sorted(markers().items()):
-        facts.append(("marker." + key, value))
-    facts += [("tag", t) for t in tags]
-    out = [HEADER.encode("ascii") + b"\0"]
-    for key, value in facts:
-        out.append(key.encode("ascii") + b"=" + fs(value) + b"\0")
-    sys.stdout.flush()
-    sys.stdout.buffer.write(b"".join(out))
-    sys.stdout.buffer.flush()
-
-
-main()
-"#;
+const PROBE_SCRIPT: &str = include_str!("probe.py");
 
 /// Why an interpreter could not be probed. Each message is one line that
 /// names the interpreter as the user gave it.
@@ -321,11 +61,37 @@ pub enum InterpreterError {
         detail: String,
     },
     /// The probe's output could not be understood.
-    #[error("python interpreter `{python}` gave unexpected probe output: {detail}")]
-    BadOutput { python: String, detail: String },
+    #[error("python interpreter `{python}` gave unexpected probe output: {source}")]
+    BadOutput {
+        python: String,
+        #[source]
+        source: ProbeOutputError,
+    },
     /// The interpreter is older than [`MIN_PYTHON`].
     #[error("python interpreter `{python}` is Python {version}; sitefs needs Python 3.8 or newer")]
     TooOld { python: String, version: String },
+}
+
+/// What is wrong with the probe's output (a broken installation, or a
+/// `sitecustomize` that writes into the records).
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeOutputError {
+    #[error("missing probe header (got {0:?})")]
+    MissingHeader(String),
+    #[error("record without `=`: {0:?}")]
+    NoEquals(String),
+    #[error("missing `{0}`")]
+    Missing(String),
+    #[error("`{key}` is not an absolute path: {path:?}")]
+    NotAbsolute { key: String, path: PathBuf },
+    #[error("`{key}` is not UTF-8: {value:?}")]
+    NotUtf8 { key: String, value: OsString },
+    #[error("sys.implementation.cache_tag is None: this interpreter cannot use pycs")]
+    NoCacheTag,
+    #[error("no compatible wheel tags")]
+    NoTags,
+    #[error("marker python_version disagrees with sys.version_info")]
+    VersionMismatch,
 }
 
 /// A probed interpreter. Built once per `--python` and then trusted: the
@@ -456,9 +222,9 @@ fn probe_with(python: &OsStr, force_fallback: bool) -> Result<Interpreter, Inter
     let name = python.to_string_lossy().into_owned();
     let output = run_probe(python, &name, force_fallback)?;
     check_exit(&name, &output)?;
-    let facts = Facts::parse(&output.stdout).map_err(|detail| InterpreterError::BadOutput {
+    let facts = Facts::parse(&output.stdout).map_err(|source| InterpreterError::BadOutput {
         python: name.clone(),
-        detail,
+        source,
     })?;
     facts.into_interpreter(&name)
 }
@@ -580,10 +346,10 @@ struct Facts {
 
 impl Facts {
     /// Parse `HEADER\0key=value\0...`, ignoring anything before the header.
-    fn parse(stdout: &[u8]) -> Result<Facts, String> {
+    fn parse(stdout: &[u8]) -> Result<Facts, ProbeOutputError> {
         let start = find(stdout, PROBE_HEADER).ok_or_else(|| {
             let shown = String::from_utf8_lossy(&stdout[..stdout.len().min(200)]);
-            format!("missing probe header (got {shown:?})")
+            ProbeOutputError::MissingHeader(shown.into_owned())
         })?;
         let mut facts = Facts::default();
         let body = &stdout[start + PROBE_HEADER.len()..];
@@ -594,11 +360,10 @@ impl Facts {
     }
 
     /// File one `key=value` record.
-    fn add(&mut self, record: &[u8]) -> Result<(), String> {
-        let eq = record
-            .iter()
-            .position(|&b| b == b'=')
-            .ok_or_else(|| format!("record without `=`: {:?}", String::from_utf8_lossy(record)))?;
+    fn add(&mut self, record: &[u8]) -> Result<(), ProbeOutputError> {
+        let eq = record.iter().position(|&b| b == b'=').ok_or_else(|| {
+            ProbeOutputError::NoEquals(String::from_utf8_lossy(record).into_owned())
+        })?;
         let key = String::from_utf8_lossy(&record[..eq]).into_owned();
         let value = OsString::from_vec(record[eq + 1..].to_vec());
         if key == "tag" {
@@ -612,33 +377,34 @@ impl Facts {
     }
 
     /// A required value as raw OS string.
-    fn os(&self, key: &str) -> Result<OsString, String> {
+    fn os(&self, key: &str) -> Result<OsString, ProbeOutputError> {
         self.values
             .get(key)
             .cloned()
-            .ok_or_else(|| format!("missing `{key}`"))
+            .ok_or_else(|| ProbeOutputError::Missing(key.to_owned()))
     }
 
     /// A required value that must be UTF-8.
-    fn string(&self, key: &str) -> Result<String, String> {
+    fn string(&self, key: &str) -> Result<String, ProbeOutputError> {
         utf8(key, self.os(key)?)
     }
 
     /// A required value that must be a non-empty absolute path.
-    fn abs_path(&self, key: &str) -> Result<PathBuf, String> {
+    fn abs_path(&self, key: &str) -> Result<PathBuf, ProbeOutputError> {
         let path = PathBuf::from(self.os(key)?);
         if path.is_absolute() {
             Ok(path)
         } else {
-            Err(format!("`{key}` is not an absolute path: {path:?}"))
+            let key = key.to_owned();
+            Err(ProbeOutputError::NotAbsolute { key, path })
         }
     }
 
     /// Check the version, then build the [`Interpreter`].
     fn into_interpreter(self, name: &str) -> Result<Interpreter, InterpreterError> {
-        let bad = |detail: String| InterpreterError::BadOutput {
+        let bad = |source| InterpreterError::BadOutput {
             python: name.to_owned(),
-            detail,
+            source,
         };
         let version = self.string("version").map_err(bad)?;
         if !version_at_least(&version, MIN_PYTHON) {
@@ -652,7 +418,7 @@ impl Facts {
     }
 
     /// Assemble the struct from a complete (3.8+) probe.
-    fn build(self, version: String) -> Result<Interpreter, String> {
+    fn build(self, version: String) -> Result<Interpreter, ProbeOutputError> {
         let s = |k: &str| self.string(k);
         let interp = Interpreter {
             executable: self.abs_path("executable")?,
@@ -685,26 +451,27 @@ impl Facts {
 }
 
 /// Sanity checks that would otherwise surface later as confusing errors.
-fn validate(interp: &Interpreter) -> Result<(), String> {
+fn validate(interp: &Interpreter) -> Result<(), ProbeOutputError> {
     if interp.cache_tag.is_empty() {
-        return Err(
-            "sys.implementation.cache_tag is None: this interpreter cannot use pycs".into(),
-        );
+        return Err(ProbeOutputError::NoCacheTag);
     }
     if interp.tags.is_empty() {
-        return Err("no compatible wheel tags".into());
+        return Err(ProbeOutputError::NoTags);
     }
     if interp.markers.get("python_version") != Some(&interp.version) {
-        return Err("marker python_version disagrees with sys.version_info".into());
+        return Err(ProbeOutputError::VersionMismatch);
     }
     Ok(())
 }
 
 /// Decode a value that must be UTF-8 (tags, markers, sysconfig paths).
-fn utf8(key: &str, value: OsString) -> Result<String, String> {
+fn utf8(key: &str, value: OsString) -> Result<String, ProbeOutputError> {
     value
         .into_string()
-        .map_err(|v| format!("`{key}` is not UTF-8: {v:?}"))
+        .map_err(|value| ProbeOutputError::NotUtf8 {
+            key: key.to_owned(),
+            value,
+        })
 }
 
 /// Whether "X.Y" is at least `min`.
@@ -719,6 +486,36 @@ fn version_at_least(version: &str, min: (u32, u32)) -> bool {
 /// Position of `needle` in `haystack`.
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The `python3` on PATH, probed once for all the tests that need a real
+/// interpreter.
+#[cfg(test)]
+pub(crate) fn host_python3() -> &'static Interpreter {
+    static PYTHON3: std::sync::LazyLock<Interpreter> = std::sync::LazyLock::new(|| {
+        Interpreter::probe(OsStr::new("python3")).expect("probe python3")
+    });
+    &PYTHON3
+}
+
+/// Fail unless `python3 -m py_compile` accepts `source`: the Python
+/// scripts sitefs embeds are only run long after the build, so their
+/// syntax is checked by a test instead.
+#[cfg(test)]
+pub(crate) fn assert_py_compiles(name: &str, source: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join(name);
+    std::fs::write(&file, source).expect("write script");
+    let out = Command::new("python3")
+        .args(["-m", "py_compile"])
+        .arg(&file)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{name} does not compile: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[cfg(test)]
@@ -924,6 +721,11 @@ mod tests {
             "{:?}",
             interp.base_executable
         );
+    }
+
+    #[test]
+    fn probe_script_compiles() {
+        assert_py_compiles("probe.py", PROBE_SCRIPT);
     }
 
     #[test]

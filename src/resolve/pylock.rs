@@ -13,12 +13,14 @@
 //! it cannot satisfy at once.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::resolve::markers::{Marker, MarkerError, Version};
-use crate::wheel::{normalize_name, WheelName};
+use crate::resolve::markers::{Marker, MarkerError};
+use crate::resolve::version::{self, SpecifierError, Specifiers, VersionError};
+use crate::wheel::{normalize_name, WheelError, WheelName};
 
 /// The top-level keys PEP 751 (version 1.0) defines. Anything else is
 /// most likely a typo that would silently change meaning (a misspelled
@@ -38,31 +40,41 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 
 /// Why a lock file cannot be used. Load errors name the file; selection
 /// errors name the package.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("cannot read {path}: {err}")]
-    Read { path: String, err: String },
-    #[error("{path}: {message}")]
-    Toml { path: String, message: String },
-    #[error("{path}: unknown top-level key `{key}` (PEP 751 allows {allowed}; tools keep their data under [tool])")]
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Toml {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{}: unknown top-level key `{key}` (PEP 751 allows {allowed}; tools keep their data under [tool])", path.display())]
     UnknownKey {
-        path: String,
+        path: PathBuf,
         key: String,
         allowed: String,
     },
-    #[error("{path}: lock-version {found:?} is not supported (sitefs reads version 1.x)")]
-    LockVersion { path: String, found: String },
-    #[error("{path}: {context}: {err}")]
+    #[error("{}: lock-version {found:?} is not supported (sitefs reads version 1.x)", path.display())]
+    LockVersion { path: PathBuf, found: String },
+    #[error("{}: {context}: {source}", path.display())]
     BadMarker {
-        path: String,
+        path: PathBuf,
         context: String,
-        err: MarkerError,
+        #[source]
+        source: MarkerError,
     },
-    #[error("{path}: {context}: {why}")]
+    #[error("{}: {context}: {source}", path.display())]
     Invalid {
-        path: String,
+        path: PathBuf,
         context: String,
-        why: String,
+        #[source]
+        source: Box<InvalidEntry>,
     },
     #[error(
         "this lock file does not support this interpreter: none of its environments holds ({0})"
@@ -75,9 +87,13 @@ pub enum LockError {
         python: String,
     },
     #[error("cannot check requires-python: {0}")]
-    PythonVersion(String),
-    #[error("{context}: {err}")]
-    MarkerEval { context: String, err: MarkerError },
+    PythonVersion(#[source] PythonCheck),
+    #[error("{context}: {source}")]
+    MarkerEval {
+        context: String,
+        #[source]
+        source: MarkerError,
+    },
     #[error("package {package}: no wheels ({found}); sitefs installs wheels only")]
     NoWheels { package: String, found: String },
     #[error("package {package}: no wheel fits this interpreter (wheels: {wheels}; {tags})")]
@@ -88,6 +104,43 @@ pub enum LockError {
     },
     #[error("package {name} is locked more than once for this interpreter ({versions}): their markers overlap")]
     Duplicate { name: String, versions: String },
+}
+
+/// What is wrong with one entry of a lock file; [`LockError::Invalid`]
+/// names the file and the entry.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidEntry {
+    #[error("missing (expected \"1.0\")")]
+    MissingLockVersion,
+    #[error(transparent)]
+    Specifier(#[from] SpecifierError),
+    #[error("empty package name")]
+    EmptyName,
+    #[error(transparent)]
+    Version(#[from] VersionError),
+    #[error("a wheel has neither `url` nor `path`")]
+    WheelWithoutSource,
+    #[error("cannot tell a wheel's file name")]
+    WheelFileName,
+    #[error("sha256 is not 64 hex digits")]
+    Sha256,
+    #[error(transparent)]
+    WheelName(#[from] WheelError),
+    #[error("the wheel is not for package {0}")]
+    WrongPackage(String),
+    #[error("the wheel is version {found}, not {locked}")]
+    WrongVersion { found: String, locked: String },
+}
+
+/// Why `requires-python` could not be checked against the interpreter.
+#[derive(Debug, thiserror::Error)]
+pub enum PythonCheck {
+    #[error("python_full_version is not set")]
+    NotSet,
+    #[error(transparent)]
+    Version(#[from] VersionError),
+    #[error(transparent)]
+    Specifier(#[from] SpecifierError),
 }
 
 /// A parsed, validated lock file.
@@ -182,34 +235,30 @@ struct RawWheel {
 
 /// Load-time context: which file, and where relative paths start.
 struct Loader<'a> {
-    origin: &'a str,
+    origin: &'a Path,
     base_dir: &'a Path,
 }
 
 impl Lock {
     /// Read and validate a lock file.
     pub fn load(path: &Path) -> Result<Lock, LockError> {
-        let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|err| LockError::Read {
-            path: origin.clone(),
-            err: err.to_string(),
+        let text = std::fs::read_to_string(path).map_err(|source| LockError::Read {
+            path: path.to_path_buf(),
+            source,
         })?;
         let base_dir = path.parent().unwrap_or(Path::new(""));
-        Lock::parse_str(&text, &origin, base_dir)
+        Loader {
+            origin: path,
+            base_dir,
+        }
+        .parse(&text)
     }
 
     /// Validate lock text; `origin` names it in messages and wheel `path`s
     /// are resolved against `base_dir`.
     pub fn parse_str(text: &str, origin: &str, base_dir: &Path) -> Result<Lock, LockError> {
-        let loader = Loader { origin, base_dir };
-        let toml_error = |e: toml::de::Error| LockError::Toml {
-            path: origin.to_string(),
-            message: e.to_string(),
-        };
-        let table: toml::Table = toml::from_str(text).map_err(toml_error)?;
-        loader.check_top_level(&table)?;
-        let raw: RawLock = toml::from_str(text).map_err(toml_error)?;
-        loader.lock(raw)
+        let origin = Path::new(origin);
+        Loader { origin, base_dir }.parse(text)
     }
 
     /// The packages to install on an interpreter with wheel tags
@@ -275,9 +324,9 @@ impl Lock {
         let groups: Vec<&str> = self.default_groups.iter().map(String::as_str).collect();
         Marker::parse(text)
             .and_then(|m| m.evaluate_with_groups(env, &[], &groups))
-            .map_err(|err| LockError::MarkerEval {
+            .map_err(|source| LockError::MarkerEval {
                 context: context(),
-                err,
+                source,
             })
     }
 
@@ -382,30 +431,38 @@ fn duplicates(chosen: &[Selected<'_>]) -> Vec<LockError> {
 
 /// Check the interpreter's `python_full_version` against a specifier.
 fn check_python(spec: &str, env: &BTreeMap<String, String>, what: &str) -> Result<(), LockError> {
-    let full = env
-        .get("python_full_version")
-        .ok_or_else(|| LockError::PythonVersion("python_full_version is not set".to_string()))?;
-    let version = Version::parse(full).map_err(|e| LockError::PythonVersion(e.to_string()))?;
-    let ok = version
-        .satisfies(spec)
-        .map_err(|e| LockError::PythonVersion(e.to_string()))?;
-    if ok {
+    let check = || -> Result<bool, PythonCheck> {
+        let full = env.get("python_full_version").ok_or(PythonCheck::NotSet)?;
+        Ok(version::satisfies(&version::parse(full)?, spec)?)
+    };
+    if check().map_err(LockError::PythonVersion)? {
         Ok(())
     } else {
         Err(LockError::RequiresPython {
             what: what.to_string(),
             specifier: spec.to_string(),
-            python: full.clone(),
+            python: env["python_full_version"].clone(),
         })
     }
 }
 
 impl Loader<'_> {
-    fn invalid(&self, context: impl Into<String>, why: impl Into<String>) -> LockError {
+    fn parse(&self, text: &str) -> Result<Lock, LockError> {
+        let toml_error = |source| LockError::Toml {
+            path: self.origin.to_path_buf(),
+            source,
+        };
+        let table: toml::Table = toml::from_str(text).map_err(toml_error)?;
+        self.check_top_level(&table)?;
+        let raw: RawLock = toml::from_str(text).map_err(toml_error)?;
+        self.lock(raw)
+    }
+
+    fn invalid(&self, context: impl Into<String>, source: impl Into<InvalidEntry>) -> LockError {
         LockError::Invalid {
-            path: self.origin.to_string(),
+            path: self.origin.to_path_buf(),
             context: context.into(),
-            why: why.into(),
+            source: Box::new(source.into()),
         }
     }
 
@@ -416,31 +473,34 @@ impl Loader<'_> {
         let found = match table.get("lock-version") {
             Some(toml::Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
-            None => return Err(self.invalid("lock-version", "missing (expected \"1.0\")")),
+            None => return Err(self.invalid("lock-version", InvalidEntry::MissingLockVersion)),
         };
         let (major, minor) = split_lock_version(&found).ok_or_else(|| LockError::LockVersion {
-            path: self.origin.to_string(),
+            path: self.origin.to_path_buf(),
             found: found.clone(),
         })?;
         if major != 1 {
             return Err(LockError::LockVersion {
-                path: self.origin.to_string(),
+                path: self.origin.to_path_buf(),
                 found,
             });
         }
         if minor > 0 {
-            log::warn!("{}: lock-version {found} is newer than 1.0, the version sitefs knows; reading it as 1.0", self.origin);
+            log::warn!("{}: lock-version {found} is newer than 1.0, the version sitefs knows; reading it as 1.0", self.origin.display());
         }
         for key in table.keys() {
             if TOP_LEVEL_KEYS.contains(&key.as_str()) {
                 continue;
             }
             if minor > 0 {
-                log::warn!("{}: ignoring unknown top-level key `{key}`", self.origin);
+                log::warn!(
+                    "{}: ignoring unknown top-level key `{key}`",
+                    self.origin.display()
+                );
                 continue;
             }
             return Err(LockError::UnknownKey {
-                path: self.origin.to_string(),
+                path: self.origin.to_path_buf(),
                 key: key.clone(),
                 allowed: TOP_LEVEL_KEYS.join(", "),
             });
@@ -473,20 +533,17 @@ impl Loader<'_> {
     fn marker(&self, text: &str, context: &str) -> Result<(), LockError> {
         Marker::parse(text)
             .map(drop)
-            .map_err(|err| LockError::BadMarker {
-                path: self.origin.to_string(),
+            .map_err(|source| LockError::BadMarker {
+                path: self.origin.to_path_buf(),
                 context: context.to_string(),
-                err,
+                source,
             })
     }
 
     fn specifier(&self, spec: &str, context: &str) -> Result<(), LockError> {
-        // Checking any version parses every clause of the specifier.
-        Version::parse("0")
-            .map_err(|e| self.invalid(context, e.to_string()))?
-            .satisfies(spec)
+        spec.parse::<Specifiers>()
             .map(drop)
-            .map_err(|e| self.invalid(context, e.to_string()))
+            .map_err(|e| self.invalid(context, e))
     }
 
     fn package(&self, raw: RawPackage) -> Result<LockedPackage, LockError> {
@@ -495,10 +552,10 @@ impl Loader<'_> {
             None => format!("package {}", raw.name),
         };
         if normalize_name(&raw.name).is_empty() {
-            return Err(self.invalid(label, "empty package name"));
+            return Err(self.invalid(label, InvalidEntry::EmptyName));
         }
         if let Some(v) = &raw.version {
-            Version::parse(v).map_err(|e| self.invalid(&label, e.to_string()))?;
+            version::parse(v).map_err(|e| self.invalid(&label, e))?;
         }
         if let Some(marker) = &raw.marker {
             self.marker(marker, &label)?;
@@ -540,22 +597,20 @@ impl Loader<'_> {
         label: &str,
     ) -> Result<LockedWheel, LockError> {
         if raw.url.is_none() && raw.path.is_none() {
-            return Err(self.invalid(label, "a wheel has neither `url` nor `path`"));
+            return Err(self.invalid(label, InvalidEntry::WheelWithoutSource));
         }
         let file_name = raw
             .name
             .clone()
             .or_else(|| raw.url.as_deref().and_then(url_file_name))
             .or_else(|| raw.path.as_deref().and_then(path_file_name))
-            .ok_or_else(|| self.invalid(label, "cannot tell a wheel's file name"))?;
+            .ok_or_else(|| self.invalid(label, InvalidEntry::WheelFileName))?;
         let context = format!("{label}: wheel {file_name}");
         self.check_wheel_name(&file_name, package, version, &context)?;
         let sha256 = raw
             .hashes
             .get("sha256")
-            .map(|h| {
-                check_sha256(h).ok_or_else(|| self.invalid(&context, "sha256 is not 64 hex digits"))
-            })
+            .map(|h| check_sha256(h).ok_or_else(|| self.invalid(&context, InvalidEntry::Sha256)))
             .transpose()?;
         Ok(LockedWheel {
             file_name,
@@ -575,19 +630,22 @@ impl Loader<'_> {
         version: Option<&str>,
         context: &str,
     ) -> Result<(), LockError> {
-        let name = WheelName::parse(file_name).map_err(|e| self.invalid(context, e.to_string()))?;
+        let name = WheelName::parse(file_name).map_err(|e| self.invalid(context, e))?;
         if normalize_name(&name.distribution) != normalize_name(package) {
-            return Err(self.invalid(context, format!("the wheel is not for package {package}")));
+            return Err(self.invalid(context, InvalidEntry::WrongPackage(package.to_string())));
         }
         if let Some(version) = version {
-            let same = match (Version::parse(&name.version), Version::parse(version)) {
+            let same = match (version::parse(&name.version), version::parse(version)) {
                 (Ok(a), Ok(b)) => a == b,
                 _ => name.version == version,
             };
             if !same {
                 return Err(self.invalid(
                     context,
-                    format!("the wheel is version {}, not {version}", name.version),
+                    InvalidEntry::WrongVersion {
+                        found: name.version,
+                        locked: version.to_string(),
+                    },
                 ));
             }
         }

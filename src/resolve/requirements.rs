@@ -11,9 +11,12 @@
 //! generated files routinely carry them.
 
 use std::fmt;
+use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::resolve::markers::{CompareOp, Marker, MarkerError, Version};
+use crate::resolve::markers::{CompareOp, Marker, MarkerError};
+use crate::resolve::version::{self, VersionError};
+use crate::wheel::is_pep508_name;
 
 /// One pinned requirement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +34,7 @@ pub struct Requirement {
     /// First physical line of the (possibly continued) requirement.
     pub line: usize,
     /// The file it came from, for messages.
-    pub source: String,
+    pub source: PathBuf,
 }
 
 /// Everything sitefs takes from a requirements file and its includes.
@@ -47,32 +50,41 @@ pub struct RequirementsFile {
 
 /// A problem at one line of one file; displays as `FILE:LINE: message`
 /// (or `FILE: message` for problems with the whole file, line 0).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct RequirementError {
-    pub file: String,
+    pub file: PathBuf,
     pub line: usize,
     pub kind: RequirementErrorKind,
 }
 
 impl fmt::Display for RequirementError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.display();
         if self.line == 0 {
-            write!(f, "{}: {}", self.file, self.kind)
+            write!(f, "{file}: {}", self.kind)
         } else {
-            write!(f, "{}:{}: {}", self.file, self.line, self.kind)
+            write!(f, "{file}:{}: {}", self.line, self.kind)
         }
     }
 }
 
-impl std::error::Error for RequirementError {}
+impl std::error::Error for RequirementError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.kind)
+    }
+}
 
 /// What went wrong, without the location.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum RequirementErrorKind {
     #[error("cannot read: {0}")]
-    Read(String),
-    #[error("cannot read included file {path}: {err}")]
-    Include { path: String, err: String },
+    Read(#[source] io::Error),
+    #[error("cannot read included file {}: {source}", path.display())]
+    Include {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("include cycle: {0}")]
     Cycle(String),
     #[error("only pinned `name==version` requirements are supported (got `{0}`)")]
@@ -80,9 +92,13 @@ pub enum RequirementErrorKind {
     #[error("`{text}` is not pinned: use {name}==VERSION")]
     NotPinned { text: String, name: String },
     #[error("invalid requirement `{text}`: {why}")]
-    Invalid { text: String, why: String },
-    #[error("{0}")]
-    Marker(MarkerError),
+    Invalid {
+        text: String,
+        #[source]
+        why: InvalidRequirement,
+    },
+    #[error(transparent)]
+    Marker(#[from] MarkerError),
     #[error("constraints files (`{0}`) are not supported: pin every package in the requirements file itself")]
     Constraints(String),
     #[error("hash algorithm `{0}` is not supported (use --hash=sha256:...)")]
@@ -103,6 +119,21 @@ pub enum RequirementErrorKind {
     RemoteInclude(String),
     #[error("--require-hashes is set but {0} has no --hash")]
     MissingHash(String),
+}
+
+/// What is wrong inside one `name[extras]==version` requirement.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidRequirement {
+    #[error("`{0}` is not a valid package name (letters, digits, `.`, `_`, `-`; starting and ending with a letter or digit)")]
+    Name(String),
+    #[error("missing `]` after the extras")]
+    UnclosedExtras,
+    #[error("`{0}` is not a valid extra name")]
+    Extra(String),
+    #[error("expected `==VERSION` after the name, found `{0}`")]
+    NoOperator(String),
+    #[error(transparent)]
+    Version(#[from] VersionError),
 }
 
 /// Read `path` and everything it includes with `-r`.
@@ -132,14 +163,14 @@ pub fn parse_str(
     base_dir: &Path,
 ) -> Result<RequirementsFile, Vec<RequirementError>> {
     let mut parser = FileParser::default();
-    parser.parse_text(text, origin, base_dir);
+    parser.parse_text(text, Path::new(origin), base_dir);
     parser.finish()
 }
 
 /// Where a line came from, for resolving paths and naming errors.
 #[derive(Clone, Copy)]
 struct Location<'a> {
-    origin: &'a str,
+    origin: &'a Path,
     base_dir: &'a Path,
     line: usize,
 }
@@ -222,7 +253,7 @@ impl FileParser {
 
     fn error(&mut self, at: Location<'_>, kind: RequirementErrorKind) {
         self.errors.push(RequirementError {
-            file: at.origin.to_string(),
+            file: at.origin.to_path_buf(),
             line: at.line,
             kind,
         });
@@ -231,19 +262,18 @@ impl FileParser {
     /// Read one file; `from` is the `-r` line that names it, if any, and
     /// gets the blame when it cannot be read.
     fn include(&mut self, path: &Path, from: Option<Location<'_>>) {
-        let shown = path.display().to_string();
         let read = std::fs::canonicalize(path)
             .and_then(|canonical| std::fs::read_to_string(path).map(|t| (canonical, t)));
         let (canonical, text) = match read {
             Ok(ok) => ok,
-            Err(err) => {
-                let err = err.to_string();
+            Err(source) => {
+                let path = path.to_path_buf();
                 match from {
-                    Some(at) => self.error(at, RequirementErrorKind::Include { path: shown, err }),
+                    Some(at) => self.error(at, RequirementErrorKind::Include { path, source }),
                     None => self.errors.push(RequirementError {
-                        file: shown,
+                        file: path,
                         line: 0,
-                        kind: RequirementErrorKind::Read(err),
+                        kind: RequirementErrorKind::Read(source),
                     }),
                 }
                 return;
@@ -262,11 +292,11 @@ impl FileParser {
         }
         let base_dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
         self.stack.push(canonical);
-        self.parse_text(&text, &shown, &base_dir);
+        self.parse_text(&text, path, &base_dir);
         self.stack.pop();
     }
 
-    fn parse_text(&mut self, text: &str, origin: &str, base_dir: &Path) {
+    fn parse_text(&mut self, text: &str, origin: &Path, base_dir: &Path) {
         for (line, content) in logical_lines(text) {
             let at = Location {
                 origin,
@@ -325,7 +355,7 @@ impl FileParser {
                 marker: parsed.marker,
                 hashes,
                 line: at.line,
-                source: at.origin.to_string(),
+                source: at.origin.to_path_buf(),
             }),
             Err(kind) => self.error(at, kind),
         }
@@ -394,7 +424,7 @@ impl FileParser {
             Opt::RequireHashes => self.require_hashes = true,
             Opt::Ignored => log::debug!(
                 "{}:{}: ignoring `{} {value}`: sitefs installs from its local wheel store",
-                at.origin,
+                at.origin.display(),
                 at.line,
                 option.spelling
             ),
@@ -513,9 +543,9 @@ struct Parsed {
 
 /// Parse `name[extras] == version ; marker`, rejecting every other form.
 fn parse_requirement(text: &str) -> Result<Parsed, RequirementErrorKind> {
-    let invalid = |why: &str| RequirementErrorKind::Invalid {
+    let invalid = |why| RequirementErrorKind::Invalid {
         text: text.to_string(),
-        why: why.to_string(),
+        why,
     };
     let (head, marker) = match text.split_once(';') {
         Some((head, marker)) => (head.trim(), Some(parse_marker(marker.trim())?)),
@@ -528,19 +558,16 @@ fn parse_requirement(text: &str) -> Result<Parsed, RequirementErrorKind> {
         .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
         .unwrap_or(head.len());
     let name = &head[..name_len];
-    if !is_valid_name(name) {
-        return Err(invalid(&format!(
-            "`{name}` is not a valid package name (letters, digits, `.`, `_`, `-`; starting and ending with a letter or digit)"
-        )));
+    if !is_pep508_name(name) {
+        return Err(invalid(InvalidRequirement::Name(name.to_string())));
     }
-    let (extras, spec) =
-        parse_extras(head[name_len..].trim_start()).map_err(|why| invalid(&why))?;
+    let (extras, spec) = parse_extras(head[name_len..].trim_start()).map_err(invalid)?;
     let version = parse_pin(spec).map_err(|why| match why {
         None => RequirementErrorKind::NotPinned {
             text: text.to_string(),
             name: name.to_string(),
         },
-        Some(why) => invalid(&why),
+        Some(why) => invalid(why),
     })?;
     Ok(Parsed {
         name: name.to_string(),
@@ -567,31 +594,21 @@ fn is_url_or_path(head: &str) -> bool {
         || ARCHIVES.iter().any(|ext| head.ends_with(ext))
 }
 
-/// PEP 508 names: ASCII letters and digits, with `.`, `_`, `-` inside.
-fn is_valid_name(name: &str) -> bool {
-    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-    edge_ok(name.chars().next())
-        && edge_ok(name.chars().last())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
 /// `[a, b] rest` to the extras and `rest`; no brackets means no extras.
-fn parse_extras(text: &str) -> Result<(Vec<String>, &str), String> {
+fn parse_extras(text: &str) -> Result<(Vec<String>, &str), InvalidRequirement> {
     let Some(inner) = text.strip_prefix('[') else {
         return Ok((Vec::new(), text));
     };
     let (list, rest) = inner
         .split_once(']')
-        .ok_or_else(|| "missing `]` after the extras".to_string())?;
+        .ok_or(InvalidRequirement::UnclosedExtras)?;
     let mut extras = Vec::new();
     for extra in list.split(',').map(str::trim) {
         if extra.is_empty() && list.trim().is_empty() {
             break;
         }
-        if !is_valid_name(extra) {
-            return Err(format!("`{extra}` is not a valid extra name"));
+        if !is_pep508_name(extra) {
+            return Err(InvalidRequirement::Extra(extra.to_string()));
         }
         extras.push(extra.to_string());
     }
@@ -600,7 +617,7 @@ fn parse_extras(text: &str) -> Result<(Vec<String>, &str), String> {
 
 /// The version of `==VERSION` (optionally in parentheses). `Err(None)`
 /// means a valid but unpinned specifier, `Err(Some(why))` a malformed one.
-fn parse_pin(spec: &str) -> Result<String, Option<String>> {
+fn parse_pin(spec: &str) -> Result<String, Option<InvalidRequirement>> {
     let spec = spec
         .strip_prefix('(')
         .and_then(|s| s.strip_suffix(')'))
@@ -610,15 +627,13 @@ fn parse_pin(spec: &str) -> Result<String, Option<String>> {
         return Err(None);
     }
     let Some((op, version)) = CompareOp::split_prefix(spec) else {
-        return Err(Some(format!(
-            "expected `==VERSION` after the name, found `{spec}`"
-        )));
+        return Err(Some(InvalidRequirement::NoOperator(spec.to_string())));
     };
     let version = version.trim();
     if op != CompareOp::Eq || version.ends_with(".*") {
         return Err(None);
     }
-    Version::parse(version).map_err(|e| Some(e.to_string()))?;
+    version::parse(version).map_err(|e| Some(e.into()))?;
     Ok(version.to_string())
 }
 
@@ -655,7 +670,7 @@ mod tests {
         assert_eq!(reqs[0].name, "requests");
         assert_eq!(reqs[0].version, "2.31.0");
         assert_eq!(reqs[0].line, 3);
-        assert_eq!(reqs[0].source, "req.txt");
+        assert_eq!(reqs[0].source, Path::new("req.txt"));
         assert_eq!(reqs[1].name, "Urllib3");
         assert_eq!(reqs[1].version, "2.0.7");
         assert!(reqs[1].extras.is_empty() && reqs[1].marker.is_none());

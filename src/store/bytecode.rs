@@ -56,111 +56,7 @@ const REAP_GRACE: Duration = Duration::from_secs(5);
 /// The worker. Kept small and dependency-free: only modules that are part
 /// of every CPython (3.8+). Replies are flushed per job so that a crash
 /// can be pinned on the job that caused it.
-const WORKER_SCRIPT: &str = r#"
-import sys
-if sys.path and sys.path[0] in ("", "."):
-    del sys.path[0]
-import os
-import marshal
-import warnings
-from importlib.util import MAGIC_NUMBER, source_hash
-try:
-    from importlib._bootstrap_external import _code_to_hash_pyc
-except ImportError:
-    _code_to_hash_pyc = None
-
-warnings.simplefilter("ignore")
-
-
-def to_pyc(code, data):
-    if _code_to_hash_pyc is not None:
-        return _code_to_hash_pyc(code, source_hash(data), False)
-    return (MAGIC_NUMBER + b"\x01\x00\x00\x00" + source_hash(data)
-            + marshal.dumps(code))
-
-
-def create(tmp, dst):
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
-    try:
-        return os.open(tmp, flags, 0o444)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(dst) or b".", exist_ok=True)
-        return os.open(tmp, flags, 0o444)
-    except PermissionError:
-        os.unlink(tmp)
-        return os.open(tmp, flags, 0o444)
-
-
-def write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def write_atomic(dst, pyc, suffix):
-    tmp = dst + suffix
-    fd = create(tmp, dst)
-    try:
-        try:
-            write_all(fd, pyc)
-        finally:
-            os.close(fd)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def one_line(exc):
-    text = "%s: %s" % (type(exc).__name__, exc)
-    if isinstance(exc, SyntaxError) and exc.filename:
-        text = "%s: %s (%s, line %s)" % (
-            type(exc).__name__, exc.msg, exc.filename, exc.lineno)
-    text = " ".join(text.split())
-    return text.encode("utf-8", "replace")[:500]
-
-
-def run(line, suffix):
-    src, dfile, dst = line.split(b"\0")
-    try:
-        with open(src, "rb", buffering=0) as f:
-            data = f.readall()
-    except OSError as exc:
-        return b"io " + one_line(exc)
-    try:
-        code = compile(data, dfile.decode("utf-8", "surrogateescape"), "exec",
-                       dont_inherit=True, optimize=0)
-        pyc = to_pyc(code, data)
-    except Exception as exc:
-        return b"err " + one_line(exc)
-    try:
-        write_atomic(dst, pyc, suffix)
-    except OSError as exc:
-        return b"io " + one_line(exc)
-    return b"ok"
-
-
-def main():
-    rd, wr = sys.stdin.buffer, sys.stdout.buffer
-    suffix = b".tmp.%d" % os.getpid()
-    tag = sys.implementation.cache_tag or "none"
-    wr.write(b"ready %s %s\n" % (MAGIC_NUMBER.hex().encode(), tag.encode()))
-    wr.flush()
-    while True:
-        header = rd.readline()
-        if not header:
-            return
-        lines = [rd.readline().rstrip(b"\n") for _ in range(int(header))]
-        for line in lines:
-            wr.write(run(line, suffix) + b"\n")
-            wr.flush()
-
-
-main()
-"#;
+const WORKER_SCRIPT: &str = include_str!("compile_worker.py");
 
 /// Why compiling could not proceed. Per-file compile errors are not
 /// errors: they are [`CompileOutcome::Failed`].
@@ -939,6 +835,13 @@ mod tests {
         u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"))
     }
 
+    /// The worker ships inside the binary, so a syntax error in it would
+    /// only show when a pool starts; compile it on its own.
+    #[test]
+    fn worker_script_compiles() {
+        crate::resolve::interpreter::assert_py_compiles("compile_worker.py", WORKER_SCRIPT);
+    }
+
     #[test]
     fn pyc_names() {
         assert_eq!(pyc_name("mod", "cpython-311"), "mod.cpython-311.pyc");
@@ -1026,10 +929,17 @@ mod tests {
         let before = fs::metadata(&pyc)
             .and_then(|m| m.modified())
             .expect("mtime");
-        // Make the source look newer than the pyc: a timestamp pyc would
-        // now be stale, an unchecked-hash pyc is still used.
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        fs::write(&source, "VALUE = 42\n").expect("touch");
+        // Give the source another mtime (a day later, whole seconds apart,
+        // which is all a timestamp pyc records), another size and another
+        // hash: a timestamp pyc and a checked-hash pyc would both be stale
+        // now and be rewritten; an unchecked-hash pyc is still used.
+        fs::write(&source, "VALUE = 42  # edited\n").expect("rewrite");
+        let later = before + std::time::Duration::from_secs(86_400);
+        fs::File::options()
+            .write(true)
+            .open(&source)
+            .and_then(|f| f.set_modified(later))
+            .expect("set mtime");
         let out = Command::new(&python3().executable)
             .args(["-v", "-c", "import mod; print(mod.VALUE)"])
             .env("PYTHONPATH", &pkg)
@@ -1228,14 +1138,10 @@ mod tests {
 
     /// User+system CPU seconds of reaped children (the pool's workers).
     fn children_cpu_secs() -> f64 {
-        // SAFETY: getrusage only writes into the zeroed struct we pass.
-        let usage = unsafe {
-            let mut usage: libc::rusage = std::mem::zeroed();
-            libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-            usage
-        };
-        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-        secs(usage.ru_utime) + secs(usage.ru_stime)
+        use nix::sys::resource::{getrusage, UsageWho};
+        use nix::sys::time::TimeValLike;
+        let usage = getrusage(UsageWho::RUSAGE_CHILDREN).expect("getrusage");
+        (usage.user_time() + usage.system_time()).num_microseconds() as f64 / 1e6
     }
 
     fn collect_py(dir: &Path, out: &mut Vec<PathBuf>) {

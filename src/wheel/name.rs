@@ -76,7 +76,7 @@ pub fn is_valid_name(name: &str) -> bool {
 /// A PEP 508 name: ASCII letters and digits, with `.`, `_` and `-` only
 /// inside. METADATA's `Name` names the headers directory of a venv, so a
 /// name like `..` must not get through.
-pub(super) fn is_pep508_name(name: &str) -> bool {
+pub fn is_pep508_name(name: &str) -> bool {
     let b = name.as_bytes();
     b.first().is_some_and(u8::is_ascii_alphanumeric)
         && b.last().is_some_and(u8::is_ascii_alphanumeric)
