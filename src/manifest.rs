@@ -22,10 +22,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::env::scripts::EnvLayout;
-use crate::resolve::interpreter::Interpreter;
+use crate::install::scripts::EnvLayout;
+use crate::interpreter::Interpreter;
 use crate::store::dist_index::DistMeta;
-use crate::view::ConflictPolicy;
 
 /// The only manifest format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -50,6 +49,8 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
 
+/// What to do when two dists provide different files at one path: fail
+/// (the default), or let the later dist win as pip silently does.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnConflict {
@@ -229,11 +230,9 @@ impl Manifest {
         }
     }
 
-    pub fn policy(&self) -> ConflictPolicy {
-        match self.on_conflict {
-            OnConflict::Error => ConflictPolicy::Error,
-            OnConflict::LastWins => ConflictPolicy::LastWins,
-        }
+    /// What the view does when two dists provide different files at one path.
+    pub fn policy(&self) -> OnConflict {
+        self.on_conflict
     }
 }
 

@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+use sitefs::interpreter::Interpreter;
 use sitefs::manifest::{DistRef, Manifest};
 use sitefs::mount::daemon::{self, MountRequest};
 use sitefs::mount::options::MountOpts;
 use sitefs::mount::unmount::unmount;
-use sitefs::resolve::interpreter::Interpreter;
 use sitefs::store::Store;
 use sitefs::view::build;
 

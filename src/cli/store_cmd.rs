@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use sitefs::resolve::interpreter::Interpreter;
+use sitefs::interpreter::Interpreter;
 use sitefs::store::bytecode::CompilerPool;
 use sitefs::store::gc::{self, GcReport};
 use sitefs::store::ingest::{self, IngestOptions, Outcome};

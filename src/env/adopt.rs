@@ -26,11 +26,11 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::env::{EnvError, MANIFEST_NAME};
 use crate::hashing::Digest;
+use crate::interpreter::Interpreter;
 use crate::manifest::{DistRef, EnvSpec, Manifest};
 use crate::mount::daemon;
 use crate::mount::mountinfo::is_mount_point;
 use crate::mount::options::MountOpts;
-use crate::resolve::interpreter::Interpreter;
 use crate::store::bytecode::CompilerPool;
 use crate::store::ingest::IngestError;
 use crate::store::ingest::{self, IngestOptions};

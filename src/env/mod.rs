@@ -9,8 +9,6 @@
 
 pub mod adopt;
 pub mod materialize;
-pub mod record;
-pub mod scripts;
 pub mod venv;
 
 use std::collections::BTreeMap;
@@ -20,14 +18,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::env::adopt::AdoptError;
-use crate::env::scripts::{env_files, EnvContent, EnvFile, EnvLayout};
+use crate::install::scripts::{env_files, EnvContent, EnvFile, EnvLayout};
+use crate::interpreter::{Interpreter, InterpreterError};
 use crate::manifest::{DistRef, EnvSpec, Manifest, ManifestError};
 use crate::mount::daemon::{self, Prepared};
 use crate::mount::error::MountError;
 use crate::mount::mountinfo::{check_mountpoint, is_mount_point};
 use crate::mount::options::MountOpts;
 use crate::mount::unmount::unmount;
-use crate::resolve::interpreter::{Interpreter, InterpreterError};
 use crate::resolve::{self, ResolveError, Sources};
 use crate::store::bytecode::CompilerPool;
 use crate::store::dist_index::{DistIndex, DistMeta};

@@ -8,7 +8,7 @@ use std::io;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use crate::resolve::interpreter::Interpreter;
+use crate::interpreter::Interpreter;
 
 /// Activate scripts shipped in the stdlib's `venv/scripts/` directory.
 const ACTIVATE_SCRIPTS: [(&str, &str); 4] = [
@@ -18,11 +18,7 @@ const ACTIVATE_SCRIPTS: [(&str, &str); 4] = [
     ("posix", "activate.fish"),
 ];
 
-/// A venv's site-packages, relative to the venv: where `python -m venv`
-/// puts it on POSIX, and so where every venv tool looks for it.
-pub fn site_packages(python_version: &str) -> String {
-    format!("lib/python{python_version}/site-packages")
-}
+pub use crate::install::site_packages;
 
 /// The venv-relative paths the skeleton owns: its config, interpreter
 /// links, activate scripts, `lib64` and site-packages (the mount), plus the

@@ -3,7 +3,7 @@
 //! Requirements files and lock files say which packages apply to which
 //! interpreter with markers such as `python_version < "3.12"`. We evaluate
 //! them against the *target* interpreter's marker environment
-//! ([`crate::resolve::interpreter::Interpreter::marker_env`]), never our own host,
+//! ([`crate::interpreter::Interpreter::marker_env`]), never our own host,
 //! so the same lock gives the same answer wherever sitefs runs.
 //!
 //! The rules follow `packaging.markers`, which is what pip and uv agree

@@ -5,7 +5,6 @@
 //! Every unsatisfiable item is collected and reported together, so a
 //! user fixes a requirements file in one pass, and nothing is created.
 
-pub mod interpreter;
 pub mod markers;
 pub mod pylock;
 pub mod requirements;
@@ -15,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::resolve::interpreter::Interpreter;
+use crate::interpreter::Interpreter;
 use crate::resolve::markers::MarkerError;
 use crate::resolve::pylock::{Lock, LockError, LockedWheel, Selected};
 use crate::resolve::requirements::{Requirement, RequirementError};
@@ -484,7 +483,7 @@ mod tests {
 
     use super::*;
     use crate::hashing::Digest;
-    use crate::resolve::interpreter::host_python3 as python3;
+    use crate::interpreter::host_python3 as python3;
     use crate::store::bytecode::CompilerPool;
     use crate::store::ingest::{add_wheels, IngestOptions};
     use crate::wheel::RecordHash;

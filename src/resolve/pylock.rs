@@ -659,9 +659,11 @@ fn split_lock_version(text: &str) -> Option<(u64, u64)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
+/// A sha256 in hex (any case) as lowercase hex; `None` if it is not one.
 fn check_sha256(hex: &str) -> Option<String> {
-    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| hex.to_ascii_lowercase())
+    hex.parse::<crate::hashing::Digest>()
+        .ok()
+        .map(|d| d.to_hex())
 }
 
 /// The last path segment of a URL, without query or fragment and with

@@ -465,10 +465,8 @@ fn parse_hash(value: &str) -> Result<String, RequirementErrorKind> {
     if !algorithm.eq_ignore_ascii_case("sha256") {
         return Err(RequirementErrorKind::HashAlgorithm(algorithm.to_string()));
     }
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(bad());
-    }
-    Ok(hex.to_ascii_lowercase())
+    let digest: crate::hashing::Digest = hex.parse().map_err(|_| bad())?;
+    Ok(digest.to_hex())
 }
 
 /// Whitespace-separated words with their byte offsets, so the

@@ -35,7 +35,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::resolve::interpreter::Interpreter;
+use crate::interpreter::Interpreter;
 
 /// Most jobs sent to one worker at once: big enough to amortise the round
 /// trip, small enough to balance work across workers, and few enough that
@@ -579,7 +579,28 @@ fn encode_job(job: &CompileJob) -> Result<Vec<u8>, BytecodeError> {
 /// `<stem>.<cache_tag>.pyc`, the file name of a pyc inside `__pycache__`
 /// (e.g. `pyc_name("mod", "cpython-311")` is "mod.cpython-311.pyc").
 pub fn pyc_name(stem: &str, cache_tag: &str) -> String {
-    format!("{stem}.{cache_tag}.pyc")
+    let mut out = String::new();
+    push_pyc_name(&mut out, stem, cache_tag);
+    out
+}
+
+/// [`pyc_name`] appended to `out`, for callers naming thousands of pycs
+/// into one reused buffer (building a view).
+pub fn push_pyc_name(out: &mut String, stem: &str, cache_tag: &str) {
+    out.push_str(stem);
+    out.push('.');
+    out.push_str(cache_tag);
+    out.push_str(".pyc");
+}
+
+/// Where the pyc of a source sits in its tree (PEP 3147):
+/// `dir/stem` -> `dir/__pycache__/stem.<tag>.pyc`.
+pub fn pyc_path(stem_path: &str, cache_tag: &str) -> String {
+    let (dir, stem) = match stem_path.rsplit_once('/') {
+        Some((dir, stem)) => (format!("{dir}/"), stem),
+        None => (String::new(), stem_path),
+    };
+    format!("{dir}__pycache__/{}", pyc_name(stem, cache_tag))
 }
 
 /// One worker process and its pipes.
@@ -839,7 +860,7 @@ mod tests {
     /// only show when a pool starts; compile it on its own.
     #[test]
     fn worker_script_compiles() {
-        crate::resolve::interpreter::assert_py_compiles("compile_worker.py", WORKER_SCRIPT);
+        crate::interpreter::assert_py_compiles("compile_worker.py", WORKER_SCRIPT);
     }
 
     #[test]

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::env::record::{installed_record, InstalledExtras};
-use crate::env::scripts::env_files;
+use crate::install::record::{installed_record, InstalledExtras};
+use crate::install::scripts::env_files;
 use crate::manifest::{DistRef, Manifest, ManifestError};
 use crate::store::dist_index::DistIndex;
 use crate::store::lock::UseGuard;

@@ -8,10 +8,11 @@ use rustc_hash::FxHashMap;
 
 use super::tree::Tree;
 use super::{
-    new_dir, pyc_path, stored_bytes, Conflict, ConflictPolicy, Ino, Kind, Lazy, Mtime, Node, Slot,
-    Source, View, ROOT_SLOT,
+    new_dir, stored_bytes, Conflict, ConflictPolicy, Ino, Kind, Lazy, Mtime, Node, Slot, Source,
+    View, ROOT_SLOT,
 };
 use crate::hashing::DigestMap;
+use crate::store::bytecode::{push_pyc_name, pyc_path};
 use crate::store::dist_index::DistIndex;
 
 /// Builds a [`View`] one dist at a time.
@@ -113,10 +114,7 @@ impl ViewBuilder {
         };
         let mut name = std::mem::take(&mut self.pyc_name);
         name.clear();
-        name.push_str(stem);
-        name.push('.');
-        name.push_str(&self.cache_tag);
-        name.push_str(".pyc");
+        push_pyc_name(&mut name, stem, &self.cache_tag);
         let r = self.insert(cache, &name, node, At::PycOf(source_path));
         self.pyc_name = name;
         r

@@ -23,7 +23,6 @@
 //! clears them all, and the next remount of each set writes its own.
 
 use std::io::Write as _;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -32,11 +31,10 @@ use memmap2::{Mmap, MmapOptions};
 
 use crate::hashing::Digest;
 use crate::manifest::{EnvSpec, Manifest, PythonSpec};
+use crate::stamp::FileStamp;
+use crate::store::layout::Dir;
 use crate::store::{is_valid_id, Store};
 use crate::view::{Lazy, View};
-
-/// The store subdirectory holding images.
-pub const VIEWS_DIR: &str = "views";
 
 /// An image to write once the mount is live, for a view built from scratch.
 #[derive(Debug)]
@@ -57,7 +55,7 @@ impl PendingImage {
 
     fn write(&self, view: &View) -> std::io::Result<()> {
         let image = view.to_image();
-        std::fs::create_dir_all(self.store.root().join(VIEWS_DIR))?;
+        std::fs::create_dir_all(self.store.path(Dir::Views))?;
         let tmp = self.store.tmp_dir().join(format!(
             "view.{}.{}",
             std::process::id(),
@@ -149,7 +147,7 @@ fn image_path(store: &Store, m: &Manifest) -> Option<PathBuf> {
         toml::to_string(&shared).ok()?
     );
     let name = Digest::of(key.as_bytes()).to_hex();
-    Some(store.root().join(VIEWS_DIR).join(name))
+    Some(store.layout().view_image(&name))
 }
 
 /// The identity of every store file the view depends on, in manifest
@@ -159,13 +157,8 @@ fn stamps(store: &Store, m: &Manifest) -> Option<Vec<u8>> {
     for d in &m.dists {
         let dir = is_valid_id(&d.id).then(|| store.dist_dir(&d.id))?;
         for p in [dir, store.bytecode_marker(&m.python.cache_tag, &d.id)] {
-            let md = std::fs::metadata(p).ok()?;
-            for v in [
-                md.ino(),
-                md.size(),
-                md.mtime() as u64,
-                md.mtime_nsec() as u64,
-            ] {
+            let s = FileStamp::read(&p)?;
+            for v in [s.ino, s.len, s.mtime_ns as u64] {
                 out.extend_from_slice(&v.to_le_bytes());
             }
         }

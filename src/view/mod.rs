@@ -195,13 +195,8 @@ pub struct Conflict {
     pub second: String,
 }
 
-/// What to do when two dists provide different files at one path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ConflictPolicy {
-    #[default]
-    Error,
-    LastWins,
-}
+/// The manifest's `on_conflict`, which the builder applies.
+pub use crate::manifest::OnConflict as ConflictPolicy;
 
 /// The finished, immutable tree.
 #[derive(Debug)]
@@ -326,12 +321,4 @@ fn stored_bytes(tree: &Tree) -> u64 {
             Kind::Dir { .. } => 0,
         })
         .sum()
-}
-
-/// `dir/stem.py` -> `dir/__pycache__/stem.<tag>.pyc`.
-pub fn pyc_path(stem_path: &str, cache_tag: &str) -> String {
-    match stem_path.rsplit_once('/') {
-        Some((dir, stem)) => format!("{dir}/__pycache__/{stem}.{cache_tag}.pyc"),
-        None => format!("__pycache__/{stem_path}.{cache_tag}.pyc"),
-    }
 }

@@ -4,11 +4,11 @@
 //! default, so the file is byte-identical to pip's). pip reads it to
 //! describe and uninstall a dist, so generated scripts must be in it too.
 
-use crate::env::scripts::EnvFile;
 use crate::hashing::Digest;
+use crate::install::scripts::EnvFile;
+use crate::store::bytecode::pyc_path;
 use crate::store::dist_index::DistIndex;
 use crate::store::PycSizes;
-use crate::view::pyc_path;
 use crate::wheel::{csv_field, RecordHash};
 
 /// Extra files the environment adds to a dist's dist-info.
@@ -80,7 +80,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::env::scripts::EnvContent;
+    use crate::install::scripts::EnvContent;
     use crate::store::dist_index::{DistMeta, FileEntry};
     use crate::wheel::Scheme;
 

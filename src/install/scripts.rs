@@ -35,7 +35,7 @@ impl EnvLayout {
 
     pub fn site_packages(&self) -> PathBuf {
         self.prefix
-            .join(crate::env::venv::site_packages(&self.python_version))
+            .join(crate::install::site_packages(&self.python_version))
     }
 
     /// The venv-relative directory of a non-site-packages scheme.
@@ -45,7 +45,7 @@ impl EnvLayout {
             Scheme::Headers => format!("include/site/python{}/{dist_name}", self.python_version),
             Scheme::Data => String::new(),
             Scheme::Purelib | Scheme::Platlib => {
-                crate::env::venv::site_packages(&self.python_version)
+                crate::install::site_packages(&self.python_version)
             }
         }
     }

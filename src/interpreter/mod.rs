@@ -308,7 +308,6 @@ fn stderr_summary(stderr: &[u8]) -> String {
 /// when it is not found or is a script.
 fn binary_identity(python: &OsStr) -> Option<String> {
     use std::io::Read;
-    use std::os::unix::fs::MetadataExt;
     let given = std::path::Path::new(python);
     let path = if given.components().count() > 1 {
         given.to_path_buf()
@@ -326,15 +325,8 @@ fn binary_identity(python: &OsStr) -> Option<String> {
     if &magic != b"\x7fELF" {
         return None;
     }
-    let m = std::fs::metadata(&real).ok()?;
-    Some(format!(
-        "{}:{}:{}:{}.{}",
-        real.display(),
-        m.ino(),
-        m.size(),
-        m.mtime(),
-        m.mtime_nsec()
-    ))
+    let stamp = crate::stamp::FileStamp::read(&real)?;
+    Some(format!("{}:{}", real.display(), stamp.key()))
 }
 
 #[derive(Debug, Default)]
