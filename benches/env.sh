@@ -31,7 +31,7 @@ log "warming: store ingest and uv cache"
 ingest_store "$STORE"
 warm_uv_cache
 
-TOOLS=(sitefs uv uvc pip)
+read -r -a TOOLS <<<"${TOOLS:-sitefs uv uvc pip}"   # e.g. TOOLS="sitefs uv" for a quick A/B
 declare -A T D
 for tool in "${TOOLS[@]}"; do
     runs=$N

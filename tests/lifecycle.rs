@@ -372,6 +372,75 @@ fn verify_repair_moves_corrupt_objects_aside_and_re_adding_the_wheel_restores_th
     drop(venv);
 }
 
+/// The store's pyc of the source holding exactly `source`, for the test
+/// interpreter.
+fn find_pyc(store: &Path, source: &[u8]) -> PathBuf {
+    let tag = python_eval(
+        real_python(),
+        "import sys; print(sys.implementation.cache_tag)",
+    );
+    let name = format!("{}.pyc", sha256_hex(source));
+    let dir = store.join("bytecode").join(tag);
+    fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().join(&name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("no {name} under {}", dir.display()))
+}
+
+/// The pycs are what runs (unchecked-hash, linked into the store), so
+/// verify checks them against the hash recorded at compile time: a flipped
+/// byte and a valid pyc of other code are both found, and `--repair`
+/// compiles them again with the interpreter the store knows for the tag.
+#[test]
+fn verify_checks_the_pycs_that_run_and_repair_compiles_them_again() {
+    let work = Work::new();
+    let source = b"VALUE = 'compiled'\n";
+    let w = WheelBuilder::new("pycv", "1.0").file("pycv/__init__.py", source.to_vec());
+    let venv = work.create(&work.path("venv"), &[work.wheel(&w).as_os_str()]);
+    let pyc = find_pyc(&work.store(), source);
+    let good = fs::read(&pyc).unwrap();
+    verify_clean(&work);
+    let other = {
+        // A valid unchecked-hash pyc, of other code.
+        let dir = work.path("other/x").parent().unwrap().to_path_buf();
+        fs::write(dir.join("m.py"), "VALUE = 'other code'\n").unwrap();
+        let code = format!(
+            "import py_compile as p; p.compile({:?}, cfile={:?}, invalidation_mode=p.PycInvalidationMode.UNCHECKED_HASH, doraise=True)",
+            dir.join("m.py").display().to_string(),
+            dir.join("m.pyc").display().to_string()
+        );
+        python_eval(real_python(), &code);
+        fs::read(dir.join("m.pyc")).unwrap()
+    };
+    let mut flipped = good.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x01;
+    for (what, bytes) in [("a flipped byte", flipped), ("a pyc of other code", other)] {
+        fs::set_permissions(&pyc, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&pyc, &bytes).unwrap();
+        let out = store_cmd(&work, "verify", &[]);
+        assert!(!out.status.success(), "{what}: verify passed");
+        let text = stdout_of(&out);
+        assert!(
+            text.contains(&format!("damaged pyc of {}", sha256_hex(source))),
+            "{what}: {text}"
+        );
+        let out = store_cmd(&work, "verify", &[os("--repair")]);
+        let text = stdout_of(&out);
+        assert!(
+            text.contains("compiled the damaged pycs for"),
+            "{what}: {text}"
+        );
+        verify_clean(&work);
+        assert_eq!(fs::read(&pyc).unwrap(), good, "{what}: recompiled bytes");
+    }
+    assert_eq!(
+        vpy_ok(&venv.path, "import pycv; print(pycv.VALUE)"),
+        "compiled\n"
+    );
+}
+
 /// The store object holding exactly `bytes`.
 fn find_object(store: &Path, bytes: &[u8]) -> PathBuf {
     let hex = sha256_hex(bytes);

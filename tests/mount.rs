@@ -1308,6 +1308,57 @@ fn a_killed_daemon_leaves_no_dead_mount() {
     );
 }
 
+/// A daemon that stops answering (SIGSTOP, over the default transport,
+/// where a waiting reader is deaf even to SIGKILL) costs the reader a
+/// bounded wait: after `-o stuck=SECS` without running while a request
+/// waits, the watchdog ends the daemon, the reader gets an error, and the
+/// mount is cleared like a dead one's.
+#[test]
+fn a_stopped_daemon_is_ended_and_its_mount_cleared_after_the_stuck_timeout() {
+    let (_env, mount) = mounted_pkg_env(&["stuck=2"]);
+    let mnt = mount.path().to_path_buf();
+    let pid = daemon_pid(&mnt);
+    kill(pid, libc::SIGSTOP);
+    // Nothing read this path yet: the kernel has to ask the daemon.
+    let start = Instant::now();
+    let out = output_within(
+        Command::new("cat").arg(mnt.join("sfpkg/core.py")),
+        Duration::from_secs(120),
+    );
+    let waited = start.elapsed();
+    assert!(
+        !out.status.success(),
+        "a read of a stuck mount succeeded: {}",
+        stdout_of(&out)
+    );
+    assert!(
+        waited < Duration::from_secs(60),
+        "the reader waited {waited:?} for a daemon stuck for 2 s"
+    );
+    wait_for("the stuck daemon to be ended", || !process_alive(pid));
+    wait_until_cleanly_unmounted(&mnt, "the stuck daemon was ended");
+}
+
+#[test]
+fn bad_stuck_option_is_refused() {
+    let env = Env::new();
+    env.add(&[&pkg_wheel()]);
+    let m = env.manifest("env", &["sfpkg"]);
+    let mnt = env.mountpoint("mnt");
+    for bad in ["stuck=0", "stuck=x", "stuck=99999999"] {
+        let out = sitefs_command()
+            .arg("mount")
+            .arg(&m)
+            .arg(&mnt)
+            .args(["-o", bad])
+            .output()
+            .unwrap();
+        let err = failed_stderr(&out);
+        assert!(err.contains("stuck must be"), "{bad}: {err}");
+        assert!(!is_mounted(&mnt));
+    }
+}
+
 #[test]
 fn sigterm_unmounts_and_the_daemon_exits() {
     let (_env, mount) = mounted_pkg_env(&[]);

@@ -244,11 +244,18 @@ fn verify_cmd(arg: StoreArg, repair: bool, quiet: bool) -> CliResult {
         for (id, wheel) in &done.unpublished {
             println!("unpublished {id}: add it again with `sitefs store add {wheel}`");
         }
+        for (tag, n) in &done.recompiled {
+            println!("compiled the damaged pycs for {tag} again ({n} dist(s))");
+        }
+        for tag in &done.no_interpreter {
+            println!("no {tag} interpreter known to compile damaged pycs with: run `sitefs store compile --python PY`");
+        }
     }
     if !quiet {
         eprintln!(
-            "checked {} objects in {} dists: {} problem(s)",
+            "checked {} objects and {} pycs in {} dists: {} problem(s)",
             report.objects_checked,
+            report.pycs_checked,
             report.dists_checked,
             report.problems.len()
         );

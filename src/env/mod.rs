@@ -495,16 +495,20 @@ fn check_env_files(files: &[(String, Vec<EnvFile>)], interp: &Interpreter) -> Re
 /// through it, and its directory must resolve to inside the venv.
 fn write_env_files(root: &Path, store: &Store, files: &[EnvFile]) -> Result<(), EnvError> {
     let real_root = fs::canonicalize(root).map_err(io_at(root))?;
+    let mut checked: std::collections::HashSet<&Path> = Default::default();
     for f in files {
         let dest = root.join(&f.path);
-        let dir = dest.parent().unwrap_or(root);
-        fs::create_dir_all(dir).map_err(io_at(dir))?;
-        let real_dir = fs::canonicalize(dir).map_err(io_at(dir))?;
-        if !real_dir.starts_with(&real_root) {
-            return Err(EnvError::Escapes {
-                path: dest,
-                venv: root.to_path_buf(),
-            });
+        let dir = Path::new(&f.path).parent().unwrap_or(Path::new(""));
+        if checked.insert(dir) {
+            let full = root.join(dir);
+            fs::create_dir_all(&full).map_err(io_at(&full))?;
+            let real_dir = fs::canonicalize(&full).map_err(io_at(&full))?;
+            if !real_dir.starts_with(&real_root) {
+                return Err(EnvError::Escapes {
+                    path: dest,
+                    venv: root.to_path_buf(),
+                });
+            }
         }
         write_replacing(&dest, f, store).map_err(io_at(&dest))?;
     }

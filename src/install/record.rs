@@ -37,20 +37,27 @@ pub fn installed_record(
         };
         rows.push((path, fields));
     };
-    for f in dist
-        .files
-        .iter()
-        .filter(|f| f.scheme.in_site_packages() && f.path != own)
-    {
-        if f.path == format!("{info}/INSTALLER") || f.path == format!("{info}/REQUESTED") {
-            continue;
+    let site_files = || {
+        dist.files
+            .iter()
+            .filter(|f| f.scheme.in_site_packages() && f.path != own)
+    };
+    // The pycs compiled for the store; one the wheel shipped at the same
+    // path is replaced by it (as pip compiles over it), so listed once.
+    let compiled: std::collections::HashSet<String> = site_files()
+        .filter(|f| pycs.contains_key(&f.object))
+        .filter_map(|f| f.path.strip_suffix(".py"))
+        .map(|stem| pyc_path(stem, cache_tag))
+        .collect();
+    for f in site_files() {
+        let installer_file =
+            f.path == format!("{info}/INSTALLER") || f.path == format!("{info}/REQUESTED");
+        if !installer_file && !compiled.contains(&f.path) {
+            add(f.path.clone(), Some(&f.object), Some(f.size));
         }
-        add(f.path.clone(), Some(&f.object), Some(f.size));
-        if let Some(stem) = f.path.strip_suffix(".py") {
-            if pycs.contains_key(&f.object) {
-                add(pyc_path(stem, cache_tag), None, None);
-            }
-        }
+    }
+    for path in compiled {
+        add(path, None, None);
     }
     add(
         format!("{info}/INSTALLER"),

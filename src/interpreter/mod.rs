@@ -195,6 +195,23 @@ impl Interpreter {
         Ok(interp)
     }
 
+    /// An interpreter of `cache_tag` that a store has probed before (its
+    /// probe cache), still installed and still of that tag: what `store
+    /// verify --repair` compiles damaged pycs with.
+    pub fn cached_for_tag(cache_dir: &std::path::Path, cache_tag: &str) -> Option<Interpreter> {
+        let mut seen: Vec<Interpreter> = std::fs::read_dir(cache_dir)
+            .ok()?
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|t| toml::from_str::<Interpreter>(&t).ok())
+            .filter(|i| i.cache_tag == cache_tag && i.executable.is_file())
+            .collect();
+        seen.sort_by(|a, b| a.executable.cmp(&b.executable));
+        seen.into_iter()
+            .find_map(|i| Self::probe(i.executable.as_os_str()).ok())
+            .filter(|i| i.cache_tag == cache_tag)
+    }
+
     /// The PEP 508 marker environment (`python_version`,
     /// `python_full_version`, `sys_platform`, `platform_machine`, `os_name`,
     /// `platform_system`, `implementation_name`,

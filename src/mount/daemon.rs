@@ -188,7 +188,8 @@ fn serve(p: Prepared, opts: &MountOpts, status: Option<Status>) -> Result<(), Mo
         // forever for its own mount.
         let _ = setsid();
     }
-    let watchdog = spawn_watchdog(&p.mountpoint).map_err(|e| fail(&mut status, e))?;
+    let watchdog =
+        spawn_watchdog(&p.mountpoint, opts.stuck_after).map_err(|e| fail(&mut status, e))?;
     let root = MountRoot::register(&store, &p.mountpoint, &p.manifest, &dists)
         .map_err(|e| fail(&mut status, e.into()))?;
     let root = Arc::new(Mutex::new(root));

@@ -16,6 +16,9 @@ pub struct MountOpts {
     pub pycs: PycMode,
     pub threads: usize,
     pub fsname: Option<String>,
+    /// How long the daemon may sit on a request without running at all
+    /// before its watchdog ends it and clears the mount (`-o stuck=SECS`).
+    pub stuck_after: std::time::Duration,
 }
 
 impl Default for MountOpts {
@@ -27,6 +30,7 @@ impl Default for MountOpts {
             pycs: PycMode::Link,
             threads: 4,
             fsname: None,
+            stuck_after: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -92,6 +96,19 @@ impl MountOpts {
                             })?
                 }
                 ("fsname", Some(v)) => o.fsname = Some(v.to_string()),
+                ("stuck", Some(v)) => {
+                    let secs: u64 = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=86400).contains(n))
+                        .ok_or_else(|| {
+                            MountError::BadOption(
+                                opt.into(),
+                                "stuck must be a number of seconds from 1 to 86400",
+                            )
+                        })?;
+                    o.stuck_after = std::time::Duration::from_secs(secs);
+                }
                 ("rw", None) => {
                     return Err(MountError::BadOption(
                         opt.into(),

@@ -26,7 +26,7 @@ use indicatif::ProgressBar;
 use log::{debug, info, warn};
 use rayon::prelude::*;
 
-use crate::hashing::Digest;
+use crate::hashing::{hash_file, Digest};
 use crate::progress;
 use crate::store::bytecode::{BytecodeError, CompileJob, CompileOutcome, CompilerPool};
 use crate::store::dist_index::{DistIndex, DistMeta, FileEntry};
@@ -750,8 +750,8 @@ fn pyc_listing(store: &Store, idx: &DistIndex, tag: &str) -> String {
         if !seen.insert(f.object) {
             continue;
         }
-        if let Ok(m) = fs::metadata(store.pyc_path(tag, &f.object)) {
-            out.push_str(&format!("{}\t{}\n", f.object, m.len()));
+        if let Ok((sha256, size)) = hash_file(&store.pyc_path(tag, &f.object)) {
+            out.push_str(&format!("{}\t{size}\t{sha256}\n", f.object));
         }
     }
     out

@@ -63,6 +63,18 @@ pub fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 /// Pyc sizes by source digest, for one dist and one interpreter.
 pub type PycSizes = DigestMap<u64>;
 
+/// One pyc a dist's bytecode marker lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PycEntry {
+    /// The source it was compiled from (and so its name in the store).
+    pub source: Digest,
+    pub size: u64,
+    /// The pyc's own sha256, recorded when it was compiled, so `store
+    /// verify` can check the bytecode that actually runs; `None` in
+    /// markers older than that.
+    pub sha256: Option<Digest>,
+}
+
 /// A store on disk. Cheap to clone; clones share a cache of loaded dist
 /// indexes (a published dist never changes, so the cache never goes
 /// stale, and a command that looks at a dist several times parses it once).
@@ -197,6 +209,29 @@ impl Store {
     /// from the marker written when compilation finished. `None` when the
     /// dist has no bytecode for that interpreter.
     pub fn pyc_sizes(&self, cache_tag: &str, id: &str) -> Result<Option<PycSizes>, StoreError> {
+        // On every mount's path: the pyc hashes are not parsed.
+        Ok(self
+            .read_marker(cache_tag, id, false)?
+            .map(|v| v.into_iter().map(|e| (e.source, e.size)).collect()))
+    }
+
+    /// Every pyc the marker of `id` for `cache_tag` lists, with its hash.
+    pub fn pyc_entries(
+        &self,
+        cache_tag: &str,
+        id: &str,
+    ) -> Result<Option<Vec<PycEntry>>, StoreError> {
+        self.read_marker(cache_tag, id, true)
+    }
+
+    /// A bytecode marker: `source \t size [\t sha256 of the pyc]` per line
+    /// (sitefs before pyc hashes wrote two fields).
+    fn read_marker(
+        &self,
+        cache_tag: &str,
+        id: &str,
+        hashes: bool,
+    ) -> Result<Option<Vec<PycEntry>>, StoreError> {
         let marker = self.bytecode_marker(cache_tag, id);
         let text = match std::fs::read_to_string(&marker) {
             Ok(t) => t,
@@ -207,13 +242,21 @@ impl Store {
             path: marker.display().to_string(),
             err: io::Error::new(io::ErrorKind::InvalidData, "damaged bytecode marker"),
         };
-        let mut out = PycSizes::default();
+        let mut out = Vec::new();
         for line in text.lines() {
-            let (src, size) = line.split_once('\t').ok_or_else(bad)?;
-            out.insert(
-                src.parse().map_err(|_| bad())?,
-                size.parse().map_err(|_| bad())?,
-            );
+            let mut f = line.split('\t');
+            let (Some(src), Some(size), hash) = (f.next(), f.next(), f.next()) else {
+                return Err(bad());
+            };
+            let sha256 = match hash.filter(|_| hashes) {
+                Some(h) => Some(h.parse().map_err(|_| bad())?),
+                None => None,
+            };
+            out.push(PycEntry {
+                source: src.parse().map_err(|_| bad())?,
+                size: size.parse().map_err(|_| bad())?,
+                sha256,
+            });
         }
         Ok(Some(out))
     }

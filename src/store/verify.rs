@@ -1,6 +1,9 @@
-//! `store verify`: re-hash every object a distribution needs, so silent
-//! disk corruption or a hand-edited store file is found before an
-//! environment serves it.
+//! `store verify`: re-hash every object a distribution needs, and every
+//! pyc compiled for it, so silent disk corruption or a hand-edited store
+//! file is found before an environment serves it. The pycs matter as much
+//! as the sources: they are what runs (unchecked-hash pycs, linked into
+//! the store), and a flipped byte in one crashes or, worse, quietly runs
+//! other code.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,8 +11,11 @@ use std::fmt;
 use rayon::prelude::*;
 
 use crate::hashing::{hash_file, Digest};
+use crate::interpreter::Interpreter;
 use crate::progress;
+use crate::store::bytecode::CompilerPool;
 use crate::store::dist_index::{DistIndex, FileEntry, BINARY_FILE, FILES_FILE};
+use crate::store::ingest;
 use crate::store::layout::Dir;
 use crate::store::{io_at, Store, StoreError};
 
@@ -33,6 +39,14 @@ pub enum Problem {
     BadIndex {
         id: String,
         why: String,
+    },
+    /// A pyc that is missing, unreadable, or not the bytes compiled.
+    Pyc {
+        cache_tag: String,
+        source: Digest,
+        why: String,
+        /// The dists whose marker lists it.
+        ids: Vec<String>,
     },
 }
 
@@ -63,6 +77,16 @@ impl fmt::Display for Problem {
                 )
             }
             Problem::BadIndex { id, why } => write!(f, "damaged index of {id}: {why}"),
+            Problem::Pyc {
+                cache_tag,
+                source,
+                why,
+                ids,
+            } => write!(
+                f,
+                "damaged pyc of {source} for {cache_tag}: {why} (compiled for {})",
+                ids.join(", ")
+            ),
         }
     }
 }
@@ -72,15 +96,24 @@ impl fmt::Display for Problem {
 pub struct VerifyReport {
     pub dists_checked: usize,
     pub objects_checked: usize,
+    pub pycs_checked: usize,
+    /// Pycs whose marker (written before sitefs recorded pyc hashes) has
+    /// no hash to check them against.
+    pub pycs_unrecorded: usize,
     pub problems: Vec<Problem>,
 }
+
+/// The pycs to check: (tag, source) -> (recorded sha256, dists).
+type PycChecks = BTreeMap<(String, Digest), (Digest, Vec<String>)>;
 
 /// Check every object referenced by every distribution.
 pub fn verify(store: &Store, quiet: bool) -> Result<VerifyReport, StoreError> {
     let mut report = VerifyReport::default();
     let mut users: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+    let mut pycs = PycChecks::new();
     for meta in store.list()? {
         report.dists_checked += 1;
+        collect_pycs(store, &meta.id, &mut pycs, &mut report)?;
         match store.load(&meta.id) {
             Ok(idx) => {
                 if let Some(why) = disagreement(store, &meta.id, &idx.files) {
@@ -113,7 +146,51 @@ pub fn verify(store: &Store, quiet: bool) -> Result<VerifyReport, StoreError> {
         .collect();
     bar.finish_and_clear();
     report.problems.extend(problems);
+    report.pycs_checked = pycs.len();
+    let bar = progress::bar(pycs.len() as u64, "verifying bytecode", quiet);
+    let problems: Vec<Problem> = pycs
+        .into_par_iter()
+        .filter_map(|((cache_tag, source), (want, ids))| {
+            bar.inc(1);
+            let why = match hash_file(&store.pyc_path(&cache_tag, &source)) {
+                Ok((got, _)) if got == want => return None,
+                Ok((got, _)) => format!("content hashes to {got}, compiled as {want}"),
+                Err(e) => e.to_string(),
+            };
+            Some(Problem::Pyc {
+                cache_tag,
+                source,
+                why,
+                ids,
+            })
+        })
+        .collect();
+    bar.finish_and_clear();
+    report.problems.extend(problems);
     Ok(report)
+}
+
+/// Every pyc the bytecode markers of `id` list, with the hash recorded
+/// when it was compiled.
+fn collect_pycs(
+    store: &Store,
+    id: &str,
+    pycs: &mut PycChecks,
+    report: &mut VerifyReport,
+) -> Result<(), StoreError> {
+    for tag in store.bytecode_tags(id) {
+        for e in store.pyc_entries(&tag, id)?.unwrap_or_default() {
+            let Some(want) = e.sha256 else {
+                report.pycs_unrecorded += 1;
+                continue;
+            };
+            let entry = pycs
+                .entry((tag.clone(), e.source))
+                .or_insert_with(|| (want, Vec::new()));
+            entry.1.push(id.to_string());
+        }
+    }
+    Ok(())
 }
 
 /// Whether what a mount reads (possibly `files.idx`) differs from the
@@ -152,11 +229,12 @@ impl Problem {
             Problem::Missing { object, .. }
             | Problem::Corrupt { object, .. }
             | Problem::Unreadable { object, .. } => Some(object),
-            Problem::BadIndex { .. } => None,
+            Problem::BadIndex { .. } | Problem::Pyc { .. } => None,
         }
     }
 
-    /// The dists that cannot be served correctly because of it.
+    /// The dists that cannot be served correctly because of it and must
+    /// be added again (a damaged pyc is compiled again instead).
     fn dists(&self) -> Vec<String> {
         match self {
             Problem::Missing { users, .. }
@@ -166,8 +244,18 @@ impl Problem {
                 .filter_map(|u| u.split_once(' ').map(|(id, _)| id.to_string()))
                 .collect(),
             Problem::BadIndex { id, .. } => vec![id.clone()],
+            Problem::Pyc { .. } => Vec::new(),
         }
     }
+}
+
+/// Why `verify --repair` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("compiling the damaged pycs again: {0}")]
+    Compile(#[from] ingest::IngestError),
 }
 
 /// What `verify --repair` did.
@@ -178,6 +266,13 @@ pub struct Repair {
     /// Dists unpublished (their index moved to `quarantine/`), with the
     /// wheel file name to add again.
     pub unpublished: Vec<(String, String)>,
+    /// Interpreter tags whose damaged pycs were compiled again, with how
+    /// many dists that re-marked.
+    pub recompiled: Vec<(String, usize)>,
+    /// Tags with damaged pycs but no known interpreter to compile them
+    /// (their dists lost the bytecode marker for that tag, so envs fail
+    /// to mount naming `sitefs store compile --python`).
+    pub no_interpreter: Vec<String>,
 }
 
 /// Move every damaged object aside and unpublish each dist that needs
@@ -185,7 +280,7 @@ pub struct Repair {
 /// dist is skipped by ingest) and restores the objects. Nothing is
 /// fetched; envs naming an unpublished dist fail to mount with the
 /// message that says to add it, instead of serving wrong bytes.
-pub fn repair(store: &Store, report: &VerifyReport) -> Result<Repair, StoreError> {
+pub fn repair(store: &Store, report: &VerifyReport) -> Result<Repair, RepairError> {
     let quarantine = store.path(Dir::Quarantine);
     std::fs::create_dir_all(quarantine.join("dists")).map_err(io_at(&quarantine))?;
     let stamp = std::process::id();
@@ -207,5 +302,56 @@ pub fn repair(store: &Store, report: &VerifyReport) -> Result<Repair, StoreError
         std::fs::rename(&src, &dest).map_err(io_at(&src))?;
         out.unpublished.push((id, wheel));
     }
+    recompile_pycs(store, report, &quarantine, &mut out)?;
     Ok(out)
+}
+
+/// Move each damaged pyc aside, drop the markers that list it (a dist is
+/// compiled for a tag only with all of its pycs), and compile them again
+/// with an interpreter of that tag the store has seen (its probe cache).
+fn recompile_pycs(
+    store: &Store,
+    report: &VerifyReport,
+    quarantine: &std::path::Path,
+    out: &mut Repair,
+) -> Result<(), RepairError> {
+    let mut by_tag: BTreeMap<&str, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for p in &report.problems {
+        let Problem::Pyc {
+            cache_tag,
+            source,
+            ids,
+            ..
+        } = p
+        else {
+            continue;
+        };
+        let pyc = store.pyc_path(cache_tag, source);
+        let _ = std::fs::rename(&pyc, quarantine.join(format!("{cache_tag}.{source}.pyc")));
+        for id in ids {
+            let marker = store.bytecode_marker(cache_tag, id);
+            match std::fs::remove_file(&marker) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_at(&marker)(e).into())
+                }
+                _ => {}
+            }
+        }
+        by_tag
+            .entry(cache_tag)
+            .or_default()
+            .extend(ids.iter().cloned());
+    }
+    for (tag, ids) in by_tag {
+        let Some(interp) = Interpreter::cached_for_tag(&store.path(Dir::Interpreters), tag) else {
+            out.no_interpreter.push(tag.to_string());
+            continue;
+        };
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let pools = [CompilerPool::lazy(&interp, workers)];
+        let ids: Vec<String> = ids.into_iter().collect();
+        ingest::ensure_bytecode(store, &ids, &pools, true)?;
+        out.recompiled.push((tag.to_string(), ids.len()));
+    }
+    Ok(())
 }

@@ -192,6 +192,33 @@ impl ViewBuilder {
         let old = &self.tree.nodes[existing as usize];
         match (&old.kind, &kind) {
             (Kind::File { source: a, .. }, Kind::File { source: b, .. }) if a == b => Ok(()),
+            // A wheel that ships its own `__pycache__/x.<tag>.pyc` beside
+            // `x.py`: pip installs it and then compiles over it, so the
+            // pyc compiled for the store wins, whichever comes first.
+            (
+                Kind::File {
+                    source: Source::Object(_),
+                    ..
+                },
+                Kind::File {
+                    source: Source::Pyc(_),
+                    ..
+                },
+            ) if old.owner == owner => {
+                let old = &mut self.tree.nodes[existing as usize];
+                (old.kind, old.mtime) = (kind, mtime);
+                Ok(())
+            }
+            (
+                Kind::File {
+                    source: Source::Pyc(_),
+                    ..
+                },
+                Kind::File {
+                    source: Source::Object(_),
+                    ..
+                },
+            ) if old.owner == owner => Ok(()),
             (Kind::File { .. }, Kind::File { .. }) if self.policy == ConflictPolicy::LastWins => {
                 let c = self.conflict(&self.path(at), old.owner, owner);
                 log::warn!("{c}: using the file of {}", c.second);
@@ -313,6 +340,46 @@ mod tests {
             matches!(&v.get(ino).unwrap().kind, Kind::File { source: Source::Object(d), .. } if *d == Digest::of(b"two"))
         );
         assert_eq!(v.overridden.len(), 1);
+    }
+
+    #[test]
+    fn a_shipped_pyc_is_replaced_by_the_compiled_one_as_pip_does() {
+        let src: &[u8] = b"X = 1\n";
+        for files in [
+            // Shipped pyc before its source in the dist's order, and after.
+            [
+                ("p/__pycache__/m.t.pyc", b"shipped" as &[u8]),
+                ("p/m.py", src),
+            ],
+            [("p/m.py", src), ("p/__pycache__/m.t.pyc", b"shipped")],
+        ] {
+            let d = dist("a", &files);
+            let mut pycs = DigestMap::default();
+            pycs.insert(Digest::of(src), 9);
+            let mut b = ViewBuilder::new(ConflictPolicy::Error, epoch_secs(5), "t");
+            b.add_dist(&d, &pycs).unwrap();
+            let v = b.finish();
+            let pyc = v.resolve("p/__pycache__/m.t.pyc").unwrap();
+            assert!(
+                matches!(
+                    v.get(pyc).unwrap().kind,
+                    Kind::File {
+                        source: Source::Pyc(_),
+                        size: 9,
+                        ..
+                    }
+                ),
+                "{files:?}"
+            );
+        }
+        // Another dist's file at that path is still a conflict.
+        let a = dist("a", &[("p/m.py", src)]);
+        let b2 = dist("b", &[("p/__pycache__/m.t.pyc", b"other")]);
+        let mut pycs = DigestMap::default();
+        pycs.insert(Digest::of(src), 9);
+        let mut b = ViewBuilder::new(ConflictPolicy::Error, epoch_secs(5), "t");
+        b.add_dist(&a, &pycs).unwrap();
+        assert!(b.add_dist(&b2, &pycs).is_err());
     }
 
     #[test]
