@@ -433,14 +433,24 @@ fn check_markers(store: &Path, tag: &str) -> BTreeSet<String> {
         }
         let text = fs::read_to_string(e.path()).unwrap();
         for line in text.lines() {
-            let (sha, size) = line.split_once('\t').unwrap();
+            // source sha256, pyc size, pyc sha256
+            let fields: Vec<&str> = line.split('\t').collect();
+            let [sha, size, pyc_sha] = fields[..] else {
+                panic!("marker {name}: line {line:?} is not source\tsize\tsha256");
+            };
             let pyc = pycs
                 .get(sha)
                 .unwrap_or_else(|| panic!("marker {name} lists {sha} but its pyc is missing"));
+            let bytes = fs::read(pyc).unwrap();
             assert_eq!(
-                fs::metadata(pyc).unwrap().len(),
+                bytes.len() as u64,
                 size.parse::<u64>().unwrap(),
                 "marker {name}: size of {sha}.pyc"
+            );
+            assert_eq!(
+                sha256_hex(&bytes),
+                pyc_sha,
+                "marker {name}: hash of {sha}.pyc"
             );
         }
         ids.insert(name);
@@ -1724,7 +1734,8 @@ fn identical_sources_compile_once_and_only_site_packages_sources() {
             .unwrap()
             .lines()
             .map(|l| {
-                let (s, n) = l.split_once('\t').unwrap();
+                let mut f = l.split('\t');
+                let (s, n) = (f.next().unwrap(), f.next().unwrap());
                 (s.to_string(), n.parse().unwrap())
             })
             .collect();

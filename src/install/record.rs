@@ -6,8 +6,8 @@
 
 use crate::hashing::Digest;
 use crate::install::scripts::EnvFile;
-use crate::store::bytecode::pyc_path;
 use crate::store::dist_index::DistIndex;
+use crate::store::pyc::pyc_path;
 use crate::store::PycSizes;
 use crate::wheel::{csv_field, RecordHash};
 

@@ -576,33 +576,6 @@ fn encode_job(job: &CompileJob) -> Result<Vec<u8>, BytecodeError> {
     Ok(fields.join(&0u8))
 }
 
-/// `<stem>.<cache_tag>.pyc`, the file name of a pyc inside `__pycache__`
-/// (e.g. `pyc_name("mod", "cpython-311")` is "mod.cpython-311.pyc").
-pub fn pyc_name(stem: &str, cache_tag: &str) -> String {
-    let mut out = String::new();
-    push_pyc_name(&mut out, stem, cache_tag);
-    out
-}
-
-/// [`pyc_name`] appended to `out`, for callers naming thousands of pycs
-/// into one reused buffer (building a view).
-pub fn push_pyc_name(out: &mut String, stem: &str, cache_tag: &str) {
-    out.push_str(stem);
-    out.push('.');
-    out.push_str(cache_tag);
-    out.push_str(".pyc");
-}
-
-/// Where the pyc of a source sits in its tree (PEP 3147):
-/// `dir/stem` -> `dir/__pycache__/stem.<tag>.pyc`.
-pub fn pyc_path(stem_path: &str, cache_tag: &str) -> String {
-    let (dir, stem) = match stem_path.rsplit_once('/') {
-        Some((dir, stem)) => (format!("{dir}/"), stem),
-        None => (String::new(), stem_path),
-    };
-    format!("{dir}__pycache__/{}", pyc_name(stem, cache_tag))
-}
-
 /// One worker process and its pipes.
 struct Worker {
     python: PathBuf,
@@ -864,15 +837,6 @@ mod tests {
     }
 
     #[test]
-    fn pyc_names() {
-        assert_eq!(pyc_name("mod", "cpython-311"), "mod.cpython-311.pyc");
-        assert_eq!(
-            pyc_name("__init__", "cpython-313"),
-            "__init__.cpython-313.pyc"
-        );
-    }
-
-    #[test]
     fn compiles_good_and_reports_bad() {
         let dir = tempfile::tempdir().expect("tempdir");
         let good = dir.path().join("good.py");
@@ -941,7 +905,9 @@ mod tests {
         let source = pkg.join("mod.py");
         fs::write(&source, "VALUE = 42\n").expect("write");
         let tag = python3().cache_tag.clone();
-        let pyc = pkg.join("__pycache__").join(pyc_name("mod", &tag));
+        let pyc = pkg
+            .join("__pycache__")
+            .join(crate::store::pyc::pyc_name("mod", &tag));
         let pool = CompilerPool::start(python3(), 1).expect("start");
         let outcomes = pool
             .compile(&[job(&source, "mod.py", &pyc)])

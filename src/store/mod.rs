@@ -12,6 +12,7 @@ pub mod gc;
 pub mod ingest;
 pub mod layout;
 pub mod lock;
+pub mod pyc;
 pub mod roots;
 pub mod verify;
 

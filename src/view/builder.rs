@@ -12,8 +12,8 @@ use super::{
     View, ROOT_SLOT,
 };
 use crate::hashing::DigestMap;
-use crate::store::bytecode::{push_pyc_name, pyc_path};
 use crate::store::dist_index::DistIndex;
+use crate::store::pyc::{push_pyc_name, pyc_path};
 
 /// Builds a [`View`] one dist at a time.
 pub struct ViewBuilder {

@@ -21,7 +21,7 @@ mod record;
 use metadata::{check_script_entry_points, parse_wheel_file};
 pub use metadata::{first_header, parse_entry_points, parse_metadata};
 
-pub use name::{is_pep508_name, is_valid_name, normalize_name, WheelName};
+pub use name::{is_pep508_name, normalize_name, WheelName};
 pub use record::{csv_field, parse_record, verify_bytes, RecordHash, RecordRow};
 use record::{verify_row, OtherHasher};
 

@@ -26,7 +26,7 @@ impl WheelName {
             6 => (Some(parts[2].to_string()), &parts[3..]),
             _ => return Err(bad()),
         };
-        if parts.iter().any(|p| p.is_empty()) || !is_valid_name(parts[0]) {
+        if parts.iter().any(|p| p.is_empty()) || !is_pep508_name(parts[0]) {
             return Err(bad());
         }
         let split = |s: &str| s.split('.').map(str::to_string).collect::<Vec<_>>();
@@ -64,18 +64,11 @@ impl WheelName {
     }
 }
 
-/// The characters a distribution name may have in a wheel file name or a
-/// requirement (PEP 508 is stricter about the ends: [`is_pep508_name`]).
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
 /// A PEP 508 name: ASCII letters and digits, with `.`, `_` and `-` only
-/// inside. METADATA's `Name` names the headers directory of a venv, so a
-/// name like `..` must not get through.
+/// inside. The one rule for a distribution name, wherever it comes from
+/// (a wheel's file name, METADATA, a requirement, a lock): METADATA's
+/// `Name` names the headers directory of a venv, so a name like `..` must
+/// not get through.
 pub fn is_pep508_name(name: &str) -> bool {
     let b = name.as_bytes();
     b.first().is_some_and(u8::is_ascii_alphanumeric)
