@@ -32,6 +32,7 @@ use crate::mount::connection_gone;
 use crate::mount::daemonize::pipe;
 use crate::mount::error::MountError;
 use crate::mount::mountinfo::mount_device;
+use crate::store::lock::{proc_stat, ProcStat};
 
 /// Holds the pipe whose closing (at daemon exit, however it happens)
 /// wakes the watchdog.
@@ -115,7 +116,12 @@ impl Stuck {
 
     /// One look; true once the daemon has been stuck for `after`.
     fn check(&mut self) -> bool {
-        let Some((state, cpu)) = proc_stat(self.daemon) else {
+        let Some(ProcStat {
+            state,
+            cpu_ticks: cpu,
+            ..
+        }) = u32::try_from(self.daemon.as_raw()).ok().and_then(proc_stat)
+        else {
             return false;
         };
         let owes = match &self.waiting {
@@ -155,19 +161,6 @@ fn mount_fusectl() {
             None::<&str>,
         );
     }
-}
-
-/// A process's state letter and CPU time (user + system ticks), from
-/// `/proc/PID/stat`.
-fn proc_stat(pid: Pid) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces; fields resume after ')'.
-    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
-    let state = rest.next()?.chars().next()?;
-    let mut rest = rest.skip(10);
-    let utime: u64 = rest.next()?.parse().ok()?;
-    let stime: u64 = rest.next()?.parse().ok()?;
-    Some((state, utime + stime))
 }
 
 /// Keep only `rd`, as standard input: holding the FUSE device open would

@@ -91,10 +91,32 @@ pub fn hostname() -> String {
 }
 
 fn start_time(pid: u32) -> Option<u64> {
+    proc_stat(pid).map(|s| s.start)
+}
+
+/// What `/proc/PID/stat` says of a local process: whether it is the one
+/// a mark names (its start time) and, for the mount watchdog, whether it
+/// runs at all (its state and CPU time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// The state letter: `R`, `S`, `D`, `T` (stopped), ...
+    pub state: char,
+    /// User + system CPU time, in clock ticks.
+    pub cpu_ticks: u64,
+    /// Start time in clock ticks since boot (field 22).
+    pub start: u64,
+}
+
+pub fn proc_stat(pid: u32) -> Option<ProcStat> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces; fields resume after ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let num = |i: usize| -> Option<u64> { fields.get(i)?.parse().ok() };
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        cpu_ticks: num(11)? + num(12)?,
+        start: num(19)?,
+    })
 }
 
 /// Whether a lock/mark file was left by a process that is gone, or was
